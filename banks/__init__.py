@@ -1,0 +1,1 @@
+"""Bank dialects: one module per bank plus the standard dialect, and the explicit registry."""

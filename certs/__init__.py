@@ -1,0 +1,1 @@
+"""PKI tooling: the bank CA, gateway and bank certificates, revocation and CRLs, key loading."""

@@ -1,0 +1,1 @@
+"""The Twisted service: bank sessions, payment and card services, outbox, store, web UI and API, CLI."""

@@ -1,0 +1,1 @@
+"""Nightly reconciliation: statement readers, the streaming matcher, break classes, reports."""

@@ -1,0 +1,44 @@
+"""Packaging for the treasury payment data exchange gateway (财政银行业务数据交换平台)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="treasury-gateway",
+    version="0.1.0",
+    description="Finance-bank data exchange gateway: signed XML over mutual TLS, treasury payments, "
+    "official-card repayments and nightly reconciliation",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["gateway*", "protocols*", "banks*", "reconciliation*", "certs*", "simulators*"]),
+    package_data={"protocols": ["schemas/*.xsd"]},
+    include_package_data=True,
+    install_requires=[
+        "Twisted>=24.3",
+        "pyOpenSSL>=24.0",
+        "service-identity>=24.1",
+        "cryptography>=42",
+        "lxml>=5.2",
+        "SQLAlchemy>=2.0,<2.2",
+        "alembic>=1.13",
+        "rich>=13",
+    ],
+    extras_require={
+        "postgresql": ["psycopg[binary]>=3.1"],
+        "test": [
+            "pytest>=8",
+            "pytest-cov>=5",
+            "hypothesis>=6.100",
+            "signxml>=4.0",
+            "psycopg[binary]>=3.1",
+        ],
+        "dev": [
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "lxml-stubs>=0.5",
+            "types-pyOpenSSL",
+        ],
+    },
+    entry_points={"console_scripts": ["tgw = gateway.cli:main"]},
+)
