@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench setup clean
+.PHONY: demo test lint typecheck unit bench setup clean schemas
 
 $(STAMP): setup.py pyproject.toml scripts/system-packages.sh
 	bash scripts/system-packages.sh
@@ -38,3 +38,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
+
+# Rewrites the published XSDs from the message table (a test fails when they differ).
+schemas: $(STAMP)
+	$(BIN)/python -c "from pathlib import Path; from protocols.schema import generate_all; generate_all(Path('protocols/schemas'))"

@@ -41,6 +41,8 @@ class Wire:
     optional: bool = False
     container: str | None = None  # for LIST: the wrapping element (`DetailList`)
     item: type[Any] | None = None  # for LIST: the record type of the items
+    min_items: int = 0  # for LIST; a list that may be empty leaves its container out when it is
+    max_items: int = 0  # for LIST: the named cap on items in one message
 
 
 def _f(element: str, kind: Kind = Kind.TEXT, *, optional: bool = False) -> Any:
@@ -51,9 +53,18 @@ def _f(element: str, kind: Kind = Kind.TEXT, *, optional: bool = False) -> Any:
     return field(metadata=meta)
 
 
-def _list(container: str, item_element: str, item: type[Any]) -> Any:
+def _list(container: str, item_element: str, item: type[Any], *, min_items: int, max_items: int) -> Any:
     """A tuple-of-records field: `<container><item_element>…</item_element>…</container>`."""
-    return field(default=(), metadata={"wire": Wire(item_element, Kind.LIST, False, container, item)})
+    wire = Wire(item_element, Kind.LIST, min_items == 0, container, item, min_items, max_items)
+    return field(default=(), metadata={"wire": wire})
+
+
+#: Named caps on the number of records in one message.
+MAX_VOUCHER_DETAILS: Final = 1000
+MAX_QUOTA_LINES: Final = 1000
+MAX_SPEND_RECORDS: Final = 5000
+MAX_STATEMENT_DETAILS: Final = 5000
+MAX_RECONCILE_DETAILS: Final = 5000
 
 
 def wire_fields(cls: type[Any]) -> tuple[tuple[str, Wire], ...]:
@@ -206,7 +217,9 @@ class Voucher(Payload):
     payee_acct_bank_no: str | None = _f("PayeeAcctBankNo", optional=True)
     exp_eco_code: str | None = _f("ExpEcoCode", optional=True)
     remark: str | None = _f("Remark", optional=True)
-    details: tuple[VoucherDetail, ...] = _list("DetailList", "Detail", VoucherDetail)
+    details: tuple[VoucherDetail, ...] = _list(
+        "DetailList", "Detail", VoucherDetail, min_items=1, max_items=MAX_VOUCHER_DETAILS
+    )
 
     @property
     def msg_no(self) -> str:
@@ -245,7 +258,9 @@ class Receipt(Payload):
     x_payee_acct_name: str = _f("XPayeeAcctName")
     x_result: str = _f("XResult")  # S paid, F refused / failed
     x_add_word: str | None = _f("XAddWord", optional=True)
-    details: tuple[ReceiptDetail, ...] = _list("DetailList", "Detail", ReceiptDetail)
+    details: tuple[ReceiptDetail, ...] = _list(
+        "DetailList", "Detail", ReceiptDetail, min_items=0, max_items=MAX_VOUCHER_DETAILS
+    )
 
     @property
     def msg_no(self) -> str:
@@ -304,7 +319,9 @@ class QuotaNotice(Payload):
     vt_code: str = _f("VtCode")  # always 5106
     vou_date: date = _f("VouDate", Kind.DATE)
     voucher_no: str = _f("VoucherNo")
-    lines: tuple[QuotaLine, ...] = _list("DetailList", "Detail", QuotaLine)
+    lines: tuple[QuotaLine, ...] = _list(
+        "DetailList", "Detail", QuotaLine, min_items=1, max_items=MAX_QUOTA_LINES
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,7 +346,9 @@ class CardSpending(Payload):
 
     ELEMENT: ClassVar[str] = "CardSpending"
     MSG_NO: ClassVar[str | None] = "7101"
-    records: tuple[SpendRecord, ...] = _list("RecordList", "Record", SpendRecord)
+    records: tuple[SpendRecord, ...] = _list(
+        "RecordList", "Record", SpendRecord, min_items=1, max_items=MAX_SPEND_RECORDS
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -365,7 +384,9 @@ class Statement(Payload):
     all_amt_fen: int = _f("AllAmt", Kind.AMOUNT)
     child_pack_num: int = _f("ChildPackNum", Kind.INT)
     cur_pack_no: int = _f("CurPackNo", Kind.INT)
-    details: tuple[StatementDetail, ...] = _list("DetailList", "Detail", StatementDetail)
+    details: tuple[StatementDetail, ...] = _list(
+        "DetailList", "Detail", StatementDetail, min_items=0, max_items=MAX_STATEMENT_DETAILS
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -387,7 +408,9 @@ class ReconcileResult(Payload):
     check_date: date = _f("CheckDate", Kind.DATE)
     x_check_result: int = _f("XCheckResult", Kind.INT)
     x_diff_num: int = _f("XDiffNum", Kind.INT)
-    details: tuple[ReconcileDetail, ...] = _list("DetailList", "Detail", ReconcileDetail)
+    details: tuple[ReconcileDetail, ...] = _list(
+        "DetailList", "Detail", ReconcileDetail, min_items=0, max_items=MAX_RECONCILE_DETAILS
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -465,8 +488,22 @@ class Message:
 
 #: Every payload type, for codecs and registries.
 PAYLOAD_TYPES: Final[tuple[type[Payload], ...]] = (
-    Ping, SignOn, SignOnReply, SignOff, SignOffReply, Reply, Voucher, Receipt, ReturnNotice, QuotaNotice,
-    CardSpending, StatementRequest, Statement, ReconcileResult, StatusQuery, StatusReply,
+    Ping,
+    SignOn,
+    SignOnReply,
+    SignOff,
+    SignOffReply,
+    Reply,
+    Voucher,
+    Receipt,
+    ReturnNotice,
+    QuotaNotice,
+    CardSpending,
+    StatementRequest,
+    Statement,
+    ReconcileResult,
+    StatusQuery,
+    StatusReply,
 )
 
 #: Payment voucher types (`VtCode` of a 5201 / 8202 and their receipts).
