@@ -42,3 +42,7 @@ clean:
 # Rewrites the published XSDs from the message table (a test fails when they differ).
 schemas: $(STAMP)
 	$(BIN)/python -c "from pathlib import Path; from protocols.schema import generate_all; generate_all(Path('protocols/schemas'))"
+
+# Rewrites the golden vectors (tests/vectors/) from protocols/samples.py: only for an intended change.
+vectors: $(STAMP)
+	$(BIN)/python -m tests.vectors.regenerate

@@ -1,5 +1,7 @@
 """Packaging for the treasury payment data exchange gateway (财政银行业务数据交换平台)."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
@@ -7,7 +9,7 @@ setup(
     version="0.1.0",
     description="Finance-bank data exchange gateway: signed XML over mutual TLS, treasury payments, "
     "official-card repayments and nightly reconciliation",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",

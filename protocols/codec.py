@@ -71,16 +71,9 @@ _TO_TEXT: Final[dict[Kind, Callable[[Any], str]]] = {
 }
 
 
-def _int(text: str) -> int:
-    # The schema has already checked the digits; int() alone would also take "+1", " 1" and "1_0".
-    if not (text.isascii() and text.isdigit()):
-        raise ValueError(f"not a non-negative integer: {text!r}")
-    return int(text)
-
-
 _FROM_TEXT: Final[dict[Kind, Callable[[str], Any]]] = {
     Kind.TEXT: str,
-    Kind.INT: _int,
+    Kind.INT: int,  # the schema has checked ASCII digits only: no sign, space or underscore reaches int()
     Kind.AMOUNT: money.parse_amount_fen,
     Kind.DATE: money.parse_date8,
     Kind.DATETIME: money.parse_datetime14,
@@ -114,9 +107,17 @@ def to_tree(message: Message) -> etree._Element:
     return root
 
 
+def serialize(root: etree._Element, encoding: str = "UTF-8") -> bytes:
+    """A document's bytes: the XML declaration as PROTOCOL.md §3 writes it, then the indented tree."""
+    declaration = f'<?xml version="1.0" encoding="{encoding}"?>\n'.encode("ascii")
+    body = etree.tostring(root, encoding=encoding, xml_declaration=False, pretty_print=True)
+    assert isinstance(body, bytes)  # with an explicit encoding lxml returns bytes
+    return declaration + body
+
+
 def encode(message: Message, encoding: str = "UTF-8") -> bytes:
-    """Serialize a canonical message as an unsigned document (with its XML declaration)."""
-    return etree.tostring(to_tree(message), xml_declaration=True, encoding=encoding)
+    """Serialize a canonical message as an unsigned, indented document (with its XML declaration)."""
+    return serialize(to_tree(message), encoding)
 
 
 # --- decoding -------------------------------------------------------------------------------------------------
@@ -132,13 +133,12 @@ def _read_record(el: etree._Element, cls: type[Any], path: str, problems: list[P
     values: dict[str, Any] = {}
     for attr, wire in wire_fields(cls):
         if wire.kind is Kind.LIST:
+            assert wire.container is not None and wire.item is not None
             container = children.get(wire.container)
             items = [] if container is None else list(container)
             item_path = f"{path}/{wire.container}/{wire.element}"
-            assert wire.item is not None
             values[attr] = tuple(
-                _read_record(item, wire.item, f"{item_path}[{n}]", problems)
-                for n, item in enumerate(items, 1)
+                _read_record(item, wire.item, f"{item_path}[{n}]", problems) for n, item in enumerate(items, 1)
             )
             continue
         child = children.get(wire.element)

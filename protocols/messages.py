@@ -319,9 +319,7 @@ class QuotaNotice(Payload):
     vt_code: str = _f("VtCode")  # always 5106
     vou_date: date = _f("VouDate", Kind.DATE)
     voucher_no: str = _f("VoucherNo")
-    lines: tuple[QuotaLine, ...] = _list(
-        "DetailList", "Detail", QuotaLine, min_items=1, max_items=MAX_QUOTA_LINES
-    )
+    lines: tuple[QuotaLine, ...] = _list("DetailList", "Detail", QuotaLine, min_items=1, max_items=MAX_QUOTA_LINES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,9 +65,7 @@ def parse_datetime14(text: str) -> datetime:
     """
     if len(text) != 14 or not text.isascii() or not text.isdigit():
         raise ValueError(f"not a YYYYMMDDhhmmss time: {text!r}")
-    return datetime(
-        int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:])
-    )
+    return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:]))
 
 
 def format_datetime14(value: datetime) -> str:

@@ -86,7 +86,7 @@ def _voucher(v: Voucher, at: str) -> list[Problem]:
         p.append(Problem(f"{at}/PayAmt", f"the details add up to {total} fen, not {v.pay_amt_fen} fen"))
     p += _unique((d.id for d in v.details), f"{at}/DetailList/Detail/Id")
     if card:
-        p += _unique((d.spend_id or "" for d in v.details), f"{at}/DetailList/Detail/SpendId")
+        p += _unique((d.spend_id for d in v.details if d.spend_id), f"{at}/DetailList/Detail/SpendId")
     return p
 
 
@@ -165,7 +165,7 @@ def _reconcile(r: ReconcileResult, at: str) -> list[Problem]:
     p: list[Problem] = []
     if r.x_check_result not in (0, 1):
         p.append(Problem(f"{at}/XCheckResult", "must be 0 match or 1 mismatch"))
-    if (r.x_check_result == 0) != (r.x_diff_num == 0):
+    elif (r.x_check_result == 0) != (r.x_diff_num == 0):
         p.append(Problem(f"{at}/XDiffNum", "differences are counted exactly when the result is 1"))
     for n, d in enumerate(r.details, 1):
         if d.x_check_result not in (0, 1):
@@ -187,12 +187,8 @@ def _status_reply(r: StatusReply, at: str) -> list[Problem]:
     p = _year(r.st_year, f"{at}/StYear")
     if r.x_status not in (0, 1, 2, 3):
         p.append(Problem(f"{at}/XStatus", "must be 0 unknown, 1 pending, 2 paid or 3 refused"))
-    elif r.x_status == 2 and (
-        r.x_pay_date is None or r.x_agent_business_no is None or r.x_pay_amt_fen is None
-    ):
-        p.append(
-            Problem(f"{at}/XPayDate", "a paid voucher's status carries XPayDate, XAgentBusinessNo, XPayAmt")
-        )
+    elif r.x_status == 2 and (r.x_pay_date is None or r.x_agent_business_no is None or r.x_pay_amt_fen is None):
+        p.append(Problem(f"{at}/XPayDate", "a paid voucher's status carries XPayDate, XAgentBusinessNo, XPayAmt"))
     elif r.x_status == 3 and not r.x_add_word:
         p.append(Problem(f"{at}/XAddWord", "a refused voucher's status gives the reason"))
     return p

@@ -70,8 +70,7 @@ def direct_voucher(
         payee_acct_bank_no="102611000017",
         exp_eco_code="30213",
         details=tuple(
-            VoucherDetail(id=str(n), pay_amt_fen=amt, exp_func_code="2050201")
-            for n, amt in enumerate(amounts_fen, 1)
+            VoucherDetail(id=str(n), pay_amt_fen=amt, exp_func_code="2050201") for n, amt in enumerate(amounts_fen, 1)
         ),
     )
 
@@ -303,9 +302,7 @@ def reconcile_result() -> ReconcileResult:
         x_diff_num=1,
         details=(
             ReconcileDetail(vt_code="5201", voucher_no="5201450100000123", x_check_result=0),
-            ReconcileDetail(
-                vt_code="5201", voucher_no="5201450100000124", x_check_result=1, x_check_reason="银行单边"
-            ),
+            ReconcileDetail(vt_code="5201", voucher_no="5201450100000124", x_check_result=1, x_check_reason="银行单边"),
         ),
     )
 

@@ -11,7 +11,6 @@ and a receiver gains nothing by refusing a message for it (docs/protocol.md, "De
 
 from __future__ import annotations
 
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -163,9 +162,7 @@ def _record_type(parent: etree._Element, cls: type[Any]) -> None:
             )
             _record_type(item, wire.item)
         else:
-            el = etree.SubElement(
-                group, f"{{{XS}}}element", name=wire.element, type=ELEMENT_TYPES[wire.element]
-            )
+            el = etree.SubElement(group, f"{{{XS}}}element", name=wire.element, type=ELEMENT_TYPES[wire.element])
             if wire.optional:
                 el.set("minOccurs", "0")
 
@@ -195,18 +192,25 @@ def build_xsd(payload_type: type[Payload]) -> bytes:
     )
     _record_type(etree.SubElement(body_seq, f"{{{XS}}}element", name=payload_type.ELEMENT), payload_type)
     # The enveloped signature (PROTOCOL.md §6) is checked by protocols.signature, not by the schema.
-    etree.SubElement(
-        seq, f"{{{XS}}}any", namespace=DS_NS, processContents="skip", minOccurs="0", maxOccurs="1"
-    )
+    etree.SubElement(seq, f"{{{XS}}}any", namespace=DS_NS, processContents="skip", minOccurs="0", maxOccurs="1")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 SCHEMA_DIR: Final = "schemas"
 
 
-@cache
+_SCHEMAS: dict[str, etree.XMLSchema] = {}
+
+
 def load_schema(payload_type: type[Payload]) -> etree.XMLSchema:
-    """The compiled schema of a payload, read from the shipped package data (cached)."""
+    """The compiled schema of a payload, read from the shipped package data (compiled once)."""
+    cached = _SCHEMAS.get(payload_type.__name__)
+    if cached is None:
+        cached = _SCHEMAS[payload_type.__name__] = _compile(payload_type)
+    return cached
+
+
+def _compile(payload_type: type[Payload]) -> etree.XMLSchema:
     data = resources.files("protocols").joinpath(SCHEMA_DIR, schema_name(payload_type)).read_bytes()
     # Our own package data, not peer input: a plain parser with network and entities still off.
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -219,12 +223,11 @@ def check(root: etree._Element, payload_type: type[Payload]) -> list[Problem]:
     if schema.validate(root):
         return []
     problems = []
-    for entry in schema.error_log:
+    for entry in schema.error_log:  # type: ignore[attr-defined]  # lxml-stubs lack _ListErrorLog.__iter__
         path = (entry.path or "").removeprefix("/Message/").removeprefix("/")
-        message = entry.message
-        # lxml names the element at fault in the message ("Element 'PayAmt': …"); keep the path of the
-        # offending node where it is one, so that the field is named even for a missing child.
-        problems.append(Problem(path or "Message", message))
+        # lxml names the element at fault in the message ("Element 'PayAmt': …", or for a missing child
+        # "Missing child element(s). Expected is ( AgencyName )"), so the field is named either way.
+        problems.append(Problem(path or "Message", entry.message))
     return problems
 
 
