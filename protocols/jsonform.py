@@ -8,13 +8,14 @@ container's name (`"DetailList": [{…}, …]`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from protocols import money
 from protocols.errors import Problem, ValidationError
 from protocols.messages import Kind, wire_fields
 
-_TO: Final = {
+_TO: Final[dict[Kind, Callable[[Any], Any]]] = {
     Kind.TEXT: str,
     Kind.INT: int,
     Kind.AMOUNT: money.format_amount_fen,
@@ -22,7 +23,7 @@ _TO: Final = {
     Kind.DATETIME: money.format_datetime14,
     Kind.TIME: money.format_time6,
 }
-_FROM: Final = {
+_FROM: Final[dict[Kind, Callable[[str], Any]]] = {
     Kind.AMOUNT: money.parse_amount_fen,
     Kind.DATE: money.parse_date8,
     Kind.DATETIME: money.parse_datetime14,
