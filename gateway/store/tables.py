@@ -1,0 +1,230 @@
+"""The gateway's database schema as SQLAlchemy Core tables: one `MetaData`, named constraints, explicit units.
+
+Conventions, kept by every table here:
+
+- Times are timezone-naive UTC (`DateTime` without time zone); :mod:`gateway.store.repo` converts aware values
+  on the way in, and the caller injects "now" (nothing here reads the clock).
+- Money is an integer number of fen in `BigInteger` columns whose names end in `_fen`.
+- Every constraint and index has a deterministic name (:data:`NAMING_CONVENTION`), so that Alembic migrations
+  can refer to it on SQLite and PostgreSQL alike.
+- Columns that other code reads by name mirror the canonical messages (`protocols/messages.py`): `adm_div_code`,
+  `st_year`, `vt_code`, `voucher_no`, `x_agent_business_no` …
+
+Two indexes deviate on purpose from "one index per filtered column": `vouchers.state` is covered by the leading
+column of `(state, deadline_at)`, and `outbox.bank_code` by the leading column of
+`(bank_code, state, next_attempt_at)`, which is the exact shape of the dispatcher's claim query.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+#: Deterministic constraint and index names (the same on every backend, so that migrations can name them).
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Voucher states (the state machine that moves between them lives in the payment service, not here).
+VOUCHER_STATES: Final = (
+    "ACCEPTED",
+    "SENT",
+    "DELIVERED",
+    "PAID",
+    "FAILED",
+    "REJECTED",
+    "IN_DOUBT",
+    "RETURNED",
+    "CANCELLED",
+)
+
+#: Outbox row states: PENDING (to send) → SENT (on the wire, no 9120 yet) → ACKED (90000) or NACKED (refused).
+OUTBOX_STATES: Final = ("PENDING", "SENT", "ACKED", "NACKED")
+
+#: `archive.direction` values.
+DIRECTIONS: Final = ("in", "out")
+
+#: Lengths shared by several tables.
+BANK_CODE_LEN: Final = 20
+MSG_ID_LEN: Final = 32  # PROTOCOL.md §3: [A-Za-z0-9_-]{1,32}
+MSG_NO_LEN: Final = 4
+ACTOR_LEN: Final = 64
+NODE_ID_LEN: Final = 64
+SHA256_HEX_LEN: Final = 64
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """SQL text of `column IN ('a', 'b', …)` for a CHECK constraint over a fixed code list."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+vouchers: Final = Table(
+    "vouchers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # the voucher key (PROTOCOL.md §7): a voucher is paid at most once per key
+    Column("adm_div_code", String(12), nullable=False),
+    Column("st_year", Integer, nullable=False),
+    Column("vt_code", String(4), nullable=False),
+    Column("voucher_no", String(42), nullable=False, index=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False, index=True),
+    Column("business_type_code", String(2), nullable=False),
+    Column("agency_code", String(20), nullable=False, index=True),
+    Column("agency_name", String(120), nullable=False),
+    Column("payee_acct_no", String(40), nullable=False),
+    Column("payee_acct_name", String(120), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("document", Text, nullable=False),  # protocols.jsonform.to_json of the canonical Voucher
+    Column("msg_id", String(MSG_ID_LEN), nullable=True),  # MsgId of the outbound voucher message
+    # what the bank's receipt said (PROTOCOL.md §5.2)
+    Column("x_agent_business_no", String(42), nullable=True),
+    Column("x_pay_date", Date, nullable=True),
+    Column("x_pay_amt_fen", BigInteger, nullable=True),
+    Column("returned_fen", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("reason", Text, nullable=True),
+    Column("submitted_by", String(ACTOR_LEN), nullable=False),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("updated_at", DateTime, nullable=False),
+    Column("sent_at", DateTime, nullable=True),
+    Column("deadline_at", DateTime, nullable=True),
+    # optimistic concurrency: every update is `WHERE id = ? AND version = ?` and bumps it
+    Column("version", Integer, nullable=False, default=1, server_default=text("1")),
+    UniqueConstraint("adm_div_code", "st_year", "vt_code", "voucher_no"),
+    Index(None, "state", "deadline_at"),
+)
+
+voucher_history: Final = Table(
+    "voucher_history",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("voucher_id", Integer, ForeignKey("vouchers.id"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),  # 1, 2, … per voucher
+    Column("at", DateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=False),
+    Column("actor", String(ACTOR_LEN), nullable=False),  # "operator:alice", "bank:ICBC", "system:deadline"
+    Column("detail", Text, nullable=False),  # canonical JSON text, hashed exactly as stored
+    Column("msg_id", String(MSG_ID_LEN), nullable=True),
+    Column("prev_hash", String(SHA256_HEX_LEN), nullable=False),
+    Column("hash", String(SHA256_HEX_LEN), nullable=False),
+    UniqueConstraint("voucher_id", "seq"),
+)
+
+outbox: Final = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("msg_id", String(MSG_ID_LEN), nullable=False, unique=True),
+    Column("msg_no", String(MSG_NO_LEN), nullable=False),
+    Column("voucher_id", Integer, ForeignKey("vouchers.id"), nullable=True, index=True),
+    Column("document", Text, nullable=False),  # {"head": {…}, "body": {…}} through protocols.jsonform
+    Column("wire", LargeBinary, nullable=True),  # the exact signed bytes of the first send
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_sent_at", DateTime, nullable=True),
+    Column("acked_at", DateTime, nullable=True),
+    Column("result_code", Integer, nullable=True),
+    Column("add_word", Text, nullable=True),
+    Column("claimed_by", String(NODE_ID_LEN), nullable=True),  # the node holding the bank's session
+    CheckConstraint(_in("state", OUTBOX_STATES), name="state"),
+    Index(None, "bank_code", "state", "next_attempt_at"),
+)
+
+inbound: Final = Table(
+    "inbound",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("msg_id", String(MSG_ID_LEN), nullable=False),
+    Column("msg_no", String(MSG_NO_LEN), nullable=False),
+    Column("content_digest", String(SHA256_HEX_LEN), nullable=False),  # sha256 hex of the Body's exclusive C14N
+    Column("result", Integer, nullable=False),
+    Column("add_word", Text, nullable=False),
+    Column("reply_msg_no", String(MSG_NO_LEN), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    UniqueConstraint("bank_code", "msg_id"),  # PROTOCOL.md §7: MsgId is the idempotency key per sender
+)
+
+archive: Final = Table(
+    "archive",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False, index=True),
+    Column("connection_id", String(64), nullable=True),
+    Column("msg_id", String(MSG_ID_LEN), nullable=True, index=True),
+    Column("msg_no", String(MSG_NO_LEN), nullable=True),
+    Column("voucher_id", Integer, ForeignKey("vouchers.id"), nullable=True, index=True),
+    Column("raw", LargeBinary, nullable=False),  # byte for byte as received or sent
+    Column("verified", Boolean, nullable=True),  # None: not checked (unreadable, or not signed by design)
+    Column("verify_detail", Text, nullable=True),
+    Column("result_code", Integer, nullable=True),  # the Result we answered; every rejection is here
+    CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+)
+
+quotas: Final = Table(
+    "quotas",
+    metadata,
+    Column("adm_div_code", String(12), primary_key=True),
+    Column("st_year", Integer, primary_key=True),
+    Column("agency_code", String(20), primary_key=True),
+    Column("granted_fen", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("used_fen", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("updated_at", DateTime, nullable=False),
+    # a backstop under the conditional UPDATE of repo.use_quota: the database itself refuses overspending
+    CheckConstraint("used_fen >= 0", name="used_fen_nonnegative"),
+    CheckConstraint("used_fen <= granted_fen", name="used_within_granted"),
+)
+
+quota_notices: Final = Table(
+    "quota_notices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("adm_div_code", String(12), nullable=False),
+    Column("st_year", Integer, nullable=False),
+    Column("voucher_no", String(42), nullable=False),
+    Column("document", Text, nullable=False),  # protocols.jsonform.to_json of the QuotaNotice
+    Column("total_fen", BigInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("adm_div_code", "st_year", "voucher_no"),  # the same 5106 never grants twice
+)
+
+meta: Final = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: Every table holding data, parents before children (tests empty them in reverse).
+ALL_TABLES: Final = (vouchers, voucher_history, outbox, inbound, archive, quotas, quota_notices, meta)
