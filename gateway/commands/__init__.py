@@ -1,0 +1,1 @@
+"""Sub-commands of `tgw`, one module per group."""

@@ -1,0 +1,220 @@
+"""An instance's configuration: `DIR/gateway.toml`, read once at start, every value typed and checked.
+
+Paths in the file are relative to the instance directory. Every limit has a name ending in its unit and a
+default that a development instance can run with.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_NODE = "450100000000"
+DEFAULT_BANK_PORT = 7801
+DEFAULT_WEB_PORT = 8780
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or has a wrong value (the message names it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BankConfig:
+    """One agent bank: its code, dialect, and the certificate its messages are verified with (pinned)."""
+
+    code: str
+    dialect: str
+    signing_cert: Path
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-session caps and timers (PROTOCOL.md §2)."""
+
+    idle_timeout_s: float = 60.0
+    probe_timeout_s: float = 15.0
+    sign_on_timeout_s: float = 30.0
+    max_in_flight: int = 256
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_write_buffer_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    """Deadlines and resend policy."""
+
+    receipt_deadline_s: float = 300.0
+    ack_timeout_s: float = 30.0
+    resend_backoff_initial_s: float = 1.0
+    resend_backoff_max_s: float = 60.0
+    status_query_interval_s: float = 60.0
+    tick_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole instance."""
+
+    directory: Path
+    node: str
+    database_url: str
+    bank_host: str
+    bank_port: int
+    web_host: str
+    web_port: int
+    ca_cert: Path
+    crl: Path
+    tls_cert: Path
+    tls_key: Path
+    signing_cert: Path
+    signing_key: Path
+    api_token: str
+    timezone: str = "Asia/Shanghai"
+    banks: dict[str, BankConfig] = field(default_factory=dict)
+    session: SessionLimits = field(default_factory=SessionLimits)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
+
+    @property
+    def path(self) -> Path:
+        """The configuration file."""
+        return self.directory / "gateway.toml"
+
+    @property
+    def run_file(self) -> Path:
+        """Where a running gateway writes its pid and the ports it actually listens on."""
+        return self.directory / "run.json"
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{where}.{key} is missing")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise ConfigError(f"{where}.{key} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _limits(cls: type[Any], table: dict[str, Any], where: str) -> Any:
+    defaults = cls()
+    values = {}
+    for name in cls.__dataclass_fields__:
+        default = getattr(defaults, name)
+        values[name] = _get(table, name, type(default), where, default)
+        if values[name] <= 0:
+            raise ConfigError(f"{where}.{name} must be positive")
+    unknown = set(table) - set(values)
+    if unknown:
+        raise ConfigError(f"unknown setting {where}.{sorted(unknown)[0]}")
+    return cls(**values)
+
+
+def load(path: Path | str) -> Config:
+    """Read and check a `gateway.toml`.
+
+    Raises:
+        ConfigError: the file is missing or any value is wrong; the message names the setting.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "gateway.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration at {path} (create one with `tgw init DIR`)") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    directory = path.parent.resolve()
+
+    def rel(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else directory / p
+
+    gw = data.get("gateway", {})
+    listen = data.get("listen", {})
+    pki = data.get("pki", {})
+    database = _get(gw, "database", str, "gateway", "sqlite:///gateway.db")
+    if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+        database = f"sqlite:///{rel(database.removeprefix('sqlite:///'))}"
+    banks = {}
+    for code, table in data.get("banks", {}).items():
+        where = f"banks.{code}"
+        banks[code] = BankConfig(
+            code=code,
+            dialect=_get(table, "dialect", str, where, "standard"),
+            signing_cert=rel(_get(table, "signing_cert", str, where, f"pki/banks/{code}/cert.pem")),
+            name=_get(table, "name", str, where, code),
+        )
+    return Config(
+        directory=directory,
+        node=_get(gw, "node", str, "gateway", DEFAULT_NODE),
+        database_url=database,
+        timezone=_get(gw, "timezone", str, "gateway", "Asia/Shanghai"),
+        api_token=_get(gw, "api_token", str, "gateway"),
+        bank_host=_get(listen, "bank_host", str, "listen", "127.0.0.1"),
+        bank_port=_get(listen, "bank_port", int, "listen", DEFAULT_BANK_PORT),
+        web_host=_get(listen, "web_host", str, "listen", "127.0.0.1"),
+        web_port=_get(listen, "web_port", int, "listen", DEFAULT_WEB_PORT),
+        ca_cert=rel(_get(pki, "ca", str, "pki", "pki/ca.pem")),
+        crl=rel(_get(pki, "crl", str, "pki", "pki/crl.pem")),
+        tls_cert=rel(_get(pki, "tls_cert", str, "pki", "pki/gateway-tls-cert.pem")),
+        tls_key=rel(_get(pki, "tls_key", str, "pki", "pki/gateway-tls-key.pem")),
+        signing_cert=rel(_get(pki, "signing_cert", str, "pki", "pki/gateway-signing-cert.pem")),
+        signing_key=rel(_get(pki, "signing_key", str, "pki", "pki/gateway-signing-key.pem")),
+        banks=banks,
+        session=_limits(SessionLimits, data.get("session", {}), "session"),
+        payments=_limits(PaymentSettings, data.get("payments", {}), "payments"),
+    )
+
+
+def render(
+    *,
+    node: str,
+    banks: list[tuple[str, str]],
+    bank_port: int,
+    web_port: int,
+    database: str,
+    api_token: str,
+) -> str:
+    """The text of a new instance's `gateway.toml` (written by `tgw init`)."""
+    lines = [
+        "# Treasury payment gateway instance. Paths are relative to this file's directory.",
+        "[gateway]",
+        f'node = "{node}"',
+        f'database = "{database}"',
+        'timezone = "Asia/Shanghai"',
+        "# Bearer token of the finance-side HTTP API (generated by tgw init; keep it secret).",
+        f'api_token = "{api_token}"',
+        "",
+        "[listen]",
+        'bank_host = "127.0.0.1"',
+        f"bank_port = {bank_port}",
+        'web_host = "127.0.0.1"',
+        f"web_port = {web_port}",
+        "",
+        "[pki]",
+        'ca = "pki/ca.pem"',
+        'crl = "pki/crl.pem"',
+        'tls_cert = "pki/gateway-tls-cert.pem"',
+        'tls_key = "pki/gateway-tls-key.pem"',
+        'signing_cert = "pki/gateway-signing-cert.pem"',
+        'signing_key = "pki/gateway-signing-key.pem"',
+        "",
+        "[session]",
+        "idle_timeout_s = 60",
+        "probe_timeout_s = 15",
+        "max_in_flight = 256",
+        "",
+        "[payments]",
+        "receipt_deadline_s = 300",
+        "ack_timeout_s = 30",
+    ]
+    for code, dialect in banks:
+        lines += ["", f"[banks.{code}]", f'dialect = "{dialect}"', f'signing_cert = "pki/banks/{code}/cert.pem"']
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,375 @@
+"""The gateway's hub: what happens to each frame a bank sends, and how outbound messages reach the banks.
+
+Sessions (:mod:`gateway.session`) hand frames here; the hub decodes them with the bank's dialect and pinned
+certificate, enforces identity and sign-on (PROTOCOL.md §1, §4), runs the business step in one database
+transaction on the store thread (:mod:`gateway.payments.service`), and only after the commit writes the
+reply (DESIGN.md: acknowledge after durable). Outbound, the dispatcher claims due outbox rows, signs them,
+records them as sent, and writes them to a live, signed-on session of the bank, within the session's
+in-flight window; unacknowledged messages are resent with the same `MsgId` and bytes, with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from cryptography import x509
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+
+from banks import registry
+from banks.dialect import Dialect, Inbound, RawHead
+from certs.pki import bank_code_of, load_certificate, load_private_key
+from gateway.config import Config
+from gateway.dbthread import Database
+from gateway.payments import service
+from gateway.session import BankSession
+from gateway.store.db import StoreUnavailable
+from protocols.errors import FramingError, ProtocolError, ResultCode
+from protocols.framing import FrameSpec, encode_frame
+from protocols.messages import (
+    Head,
+    Message,
+    Payload,
+    Ping,
+    Reply,
+    SignOff,
+    SignOffReply,
+    SignOn,
+    SignOnReply,
+    StatusReply,
+)
+from protocols.signature import Signer, Verifier
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Messages a bank may send before it has signed on (PROTOCOL.md §4).
+BEFORE_SIGN_ON = frozenset({"9005", "9006"})
+UTC = timezone.utc
+
+
+class Hub:
+    """Wires sessions, dialects, keys, the store thread and the payment service together."""
+
+    def __init__(self, config: Config, db: Database, clock: IReactorTime, *, node_id: str | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.node_id = node_id or f"{os.uname().nodename}:{os.getpid()}"
+        self.tz = ZoneInfo(config.timezone)
+        self.signer = Signer(load_private_key(config.signing_key), load_certificate(config.signing_cert))
+        self.dialects: dict[str, Dialect] = {code: registry.get(b.dialect) for code, b in config.banks.items()}
+        self.verifiers = {code: Verifier(load_certificate(b.signing_cert)) for code, b in config.banks.items()}
+        self.sessions: dict[str, list[BankSession]] = {code: [] for code in config.banks}
+        self._reply_seq = 0
+        self._boot = os.urandom(3).hex().upper()
+        self._dispatching: set[str] = set()
+        self._again: set[str] = set()
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = clock
+        #: Observers of state changes (the dashboard's live feed, the demo's progress).
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    # --- time -------------------------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Current UTC time from the injected clock (naive, as stored)."""
+        return datetime.fromtimestamp(self.clock.seconds(), UTC).replace(tzinfo=None)
+
+    def work_date(self) -> date:
+        """The gateway's business date: today in the instance's time zone (Asia/Shanghai)."""
+        return datetime.fromtimestamp(self.clock.seconds(), self.tz).date()
+
+    def local_time(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), self.tz).replace(tzinfo=None)
+
+    def start(self) -> None:
+        self._ticker.start(self.config.payments.tick_s, now=True).addErrback(
+            lambda f: log.error("ticker stopped: %s", f.getTraceback())
+        )
+
+    def stop(self) -> None:
+        if self._ticker.running:
+            self._ticker.stop()
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(kind, data)
+
+    # --- identity ---------------------------------------------------------------------------------------------
+
+    def bank_for_certificate(self, peer: Any) -> str | None:
+        """The configured bank a verified TLS peer certificate belongs to, or None."""
+        if peer is None:
+            return None
+        cert: x509.Certificate = peer.to_cryptography() if hasattr(peer, "to_cryptography") else peer
+        try:
+            code = bank_code_of(cert)
+        except Exception:  # a certificate whose bank identity is inconsistent is no bank's
+            return None
+        return code if code in self.config.banks else None
+
+    def framing_for(self, bank: str) -> FrameSpec:
+        return self.dialects[bank].framing
+
+    def record_unknown_peer(self, connection_id: str, peer: Any) -> None:
+        subject = str(peer.get_subject()) if peer is not None and hasattr(peer, "get_subject") else "none"
+        log.warning("%s: refused TLS peer %s", connection_id, subject)
+
+    # --- sessions ---------------------------------------------------------------------------------------------
+
+    def session_opened(self, session: BankSession) -> None:
+        assert session.bank_code is not None
+        self.sessions[session.bank_code].append(session)
+        self.emit("link", {"bank": session.bank_code, "sessions": len(self.sessions[session.bank_code])})
+
+    def session_closed(self, session: BankSession) -> None:
+        assert session.bank_code is not None
+        live = self.sessions[session.bank_code]
+        if session in live:
+            live.remove(session)
+        self.emit("link", {"bank": session.bank_code, "sessions": len(live)})
+
+    def live_sessions(self, bank: str) -> list[BankSession]:
+        return [s for s in self.sessions.get(bank, []) if s.signed_on and not s.closing]
+
+    # --- writing ----------------------------------------------------------------------------------------------
+
+    def next_reply_id(self) -> str:
+        """A MsgId for a gateway reply: R + work date + boot nonce + sequence (unique per process run)."""
+        self._reply_seq += 1
+        return f"R{self.work_date():%Y%m%d}{self._boot}{self._reply_seq:010d}"
+
+    def build(self, bank: str, payload: Payload, msg_id: str, msg_ref: str) -> bytes:
+        """Encode, sign and frame a message to `bank`."""
+        head = Head(
+            msg_no=payload.msg_no, msg_id=msg_id, msg_ref=msg_ref, src=self.config.node, des=bank,
+            work_date=self.work_date(), send_time=self.local_time(),
+        )
+        dialect = self.dialects[bank]
+        return encode_frame(dialect.framing, dialect.encode(Message(head, payload), self.signer))
+
+    def send_reply(self, session: BankSession, payload: Payload, msg_ref: str) -> bytes:
+        """Write a reply on the session it answers; returns the frame body for the archive."""
+        assert session.bank_code is not None
+        frame = self.build(session.bank_code, payload, self.next_reply_id(), msg_ref)
+        session.write_frame(frame)
+        return frame
+
+    def _reject(self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError,
+                close: bool = False) -> defer.Deferred[None]:
+        """Answer an undecodable or refused document with a 9120, archive both, and close if required."""
+        reply = Reply(ori_msg_no=head.msg_no, result=int(error.result_code), add_word=_add_word(error))
+        frame = self.send_reply(session, reply, head.msg_id)
+        if close:
+            session.close()
+        log.info("%s %s: refused %s %s: %s", session.connection_id, session.bank_code, head.msg_no or "?",
+                 head.msg_id or "?", error)
+        return self._archive_rejection(session, raw, head, error, frame)
+
+    def _archive_rejection(self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError,
+                           frame: bytes) -> defer.Deferred[None]:
+        verified = None if error.result_code != ResultCode.BAD_SIGNATURE else False
+        d = self.db.run(
+            service.archive_rejection, session.bank_code, session.connection_id, raw, head.msg_id, head.msg_no,
+            verified, str(error), int(error.result_code), frame, self.now(),
+        )
+        d.addErrback(lambda f: log.error("could not archive a rejection: %s", f.value))
+        return d.addCallback(lambda _: None)
+
+    # --- bytes in ---------------------------------------------------------------------------------------------
+
+    def framing_error(self, session: BankSession, error: FramingError) -> defer.Deferred[None]:
+        """PROTOCOL.md §2: reply 91001 if we can, then close."""
+        return self._reject(session, b"", RawHead(), error, close=True)
+
+    def send_probe(self, session: BankSession) -> None:
+        assert session.bank_code is not None
+        session.write_frame(self.build(session.bank_code, Ping(), self.next_reply_id(), ""))
+
+    def handle_frame(self, session: BankSession, raw: bytes) -> defer.Deferred[None]:
+        """Decode, check and process one frame from a bank; replies only after the store has committed."""
+        bank = session.bank_code
+        assert bank is not None
+        dialect = self.dialects[bank]
+        try:
+            inbound = dialect.decode(raw, self.verifiers[bank])
+        except ProtocolError as exc:
+            return self._reject(session, raw, dialect.peek_head(raw), exc)
+        head = inbound.message.head
+        raw_head = RawHead(head.msg_id, head.msg_no, head.src)
+        if head.src != bank or head.des != self.config.node:
+            error = _Identity(f"header Src {head.src!r} / Des {head.des!r} is not {bank} → {self.config.node}")
+            return self._reject(session, raw, raw_head, error, close=True)
+        body = inbound.message.body
+        if not session.signed_on and head.msg_no not in BEFORE_SIGN_ON:
+            return self._reject(session, raw, raw_head, _Refused("sign on (9006) first"))
+        if isinstance(body, Ping):
+            return self._answer_session(session, inbound, Reply(ori_msg_no="9005", result=90000, add_word=""))
+        if isinstance(body, SignOn):
+            if body.bank_code != bank:
+                return self._reject(session, raw, raw_head, _Identity(f"BankCode {body.bank_code!r} is not {bank}"),
+                                    close=True)
+            session.signed_on_now()
+            reply = SignOnReply(result=90000, add_word="签到成功", work_date=self.work_date())
+            d = self._answer_session(session, inbound, reply)
+            d.addCallback(lambda _: self.kick(bank, resend=True))
+            return d
+        if isinstance(body, SignOff):
+            session.signed_on = False
+            return self._answer_session(session, inbound, SignOffReply(result=90000))
+        if isinstance(body, Reply | StatusReply):
+            return self._bank_reply(session, inbound)
+        if isinstance(body, SignOnReply | SignOffReply):
+            return self._archive_only(session, inbound)
+        return self._request(session, inbound)
+
+    def _answer_session(self, session: BankSession, inbound: Inbound, reply: Payload) -> defer.Deferred[None]:
+        """Session-level requests (probe, sign-on, sign-off): archived, then answered."""
+        d = self._archive_only(session, inbound)
+        d.addCallback(lambda _: self.send_reply(session, reply, inbound.message.head.msg_id))
+        d.addCallback(lambda frame: self._archive_out(session, frame, None))
+        return d
+
+    def _archive_only(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
+        d = self.db.run(service.archive_inbound, session.bank_code, session.connection_id, inbound, self.now())
+        return d.addCallback(lambda _: None)
+
+    def _archive_out(self, session: BankSession, frame: bytes, msg: Any) -> None:
+        d = self.db.run(service.archive_outbound_frame, session.bank_code, session.connection_id, frame, self.now())
+        d.addErrback(lambda f: log.error("could not archive an outbound reply: %s", f.value))
+
+    def _request(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
+        """A business request (receipt, return, spending, statement): idempotent, one transaction, then reply."""
+        bank = session.bank_code
+        head = inbound.message.head
+        d = self.db.run(service.handle_request, bank, session.connection_id, inbound, self.now())
+
+        def replied(outcome: service.Outcome) -> None:
+            reply = Reply(ori_msg_no=head.msg_no, result=outcome.result, add_word=outcome.add_word)
+            frame = self.send_reply(session, reply, head.msg_id)
+            self._archive_out(session, frame, None)
+            for kind, data in outcome.events:
+                self.emit(kind, data)
+            if outcome.kick:
+                self.kick(bank)  # type: ignore[arg-type]
+
+        def unavailable(failure: Any) -> None:
+            failure.trap(StoreUnavailable)
+            log.error("store unavailable: %s", failure.value)
+            reply = Reply(ori_msg_no=head.msg_no, result=int(ResultCode.TEMPORARY), add_word="暂时无法处理，请重发")
+            self.send_reply(session, reply, head.msg_id)  # nothing recorded, not even this reply
+
+        return d.addCallbacks(replied, unavailable)
+
+    def _bank_reply(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
+        """A 9120 or 9102 answering one of our messages: settles the outbox row and the voucher."""
+        bank = session.bank_code
+        d = self.db.run(service.handle_bank_reply, bank, session.connection_id, inbound, self.now())
+
+        def done(outcome: service.Outcome) -> None:
+            session.in_flight = max(0, session.in_flight - 1)
+            for kind, data in outcome.events:
+                self.emit(kind, data)
+            self.kick(bank)  # type: ignore[arg-type]
+
+        d.addCallback(done)
+        d.addErrback(lambda f: f.trap(StoreUnavailable) and log.error("store unavailable: %s", f.value))
+        return d.addCallback(lambda _: None)
+
+    # --- bytes out: the dispatcher ----------------------------------------------------------------------------
+
+    def kick(self, bank: str, resend: bool = False) -> None:
+        """Something for `bank` may be due: run its dispatcher (one run at a time per bank)."""
+        if bank in self._dispatching:
+            self._again.add(bank)
+            return
+        sessions = self.live_sessions(bank)
+        if not sessions:
+            return
+        window = sum(max(0, self.config.session.max_in_flight - s.in_flight) for s in sessions)
+        if window <= 0:
+            return
+        self._dispatching.add(bank)
+        d = self.db.run(service.claim_outbox, bank, self.now(), window, self.node_id, resend)
+        d.addCallback(self._send_claimed, bank)
+        d.addErrback(lambda f: log.error("dispatcher for %s failed: %s", bank, f.getTraceback()))
+        d.addBoth(self._dispatch_done, bank)
+
+    def _send_claimed(self, items: list[service.OutboxItem], bank: str) -> defer.Deferred[None] | None:
+        if not items:
+            return None
+        dialect = self.dialects[bank]
+        wires: dict[int, bytes] = {}
+        for item in items:
+            if item.wire is None:
+                try:
+                    wires[item.id] = dialect.encode(item.message, self.signer)
+                except ProtocolError as exc:
+                    log.error("cannot encode %s for %s: %s", item.msg_id, bank, exc)
+                    continue
+            else:
+                wires[item.id] = item.wire
+        d = self.db.run(service.mark_sent, bank, wires, self.now(), self.config.payments)
+
+        def write(events: list[tuple[str, dict[str, Any]]]) -> None:
+            sessions = self.live_sessions(bank)
+            if not sessions:
+                return  # the rows are SENT and unacknowledged: they go again on reconnection
+            for n, item in enumerate(i for i in items if i.id in wires):
+                session = min(sessions, key=lambda s: s.in_flight) if len(sessions) > 1 else sessions[0]
+                session.write_frame(encode_frame(dialect.framing, wires[item.id]))
+                session.in_flight += 1
+                del n
+            for kind, data in events:
+                self.emit(kind, data)
+
+        return d.addCallback(write)
+
+    def _dispatch_done(self, result: Any, bank: str) -> None:
+        self._dispatching.discard(bank)
+        if bank in self._again:
+            self._again.discard(bank)
+            self.clock.callLater(0, self.kick, bank)
+
+    # --- time-driven work -------------------------------------------------------------------------------------
+
+    def tick(self) -> defer.Deferred[None]:
+        """Deadlines (IN_DOUBT and status queries) and due resends; then kick every bank with work."""
+        d = self.db.run(service.tick, self.now(), self.config.payments, self.config.node)
+
+        def kick_all(events: list[tuple[str, dict[str, Any]]]) -> None:
+            for kind, data in events:
+                self.emit(kind, data)
+            for bank in self.config.banks:
+                self.kick(bank)
+
+        d.addCallback(kick_all)
+        d.addErrback(lambda f: log.error("tick failed: %s", f.value))
+        return d
+
+    def run_in_store(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """Run a store function on the store thread (for the web API and the CLI helpers)."""
+        return self.db.run(fn, *args)
+
+
+class _Identity(ProtocolError):
+    result_code = ResultCode.UNKNOWN_SENDER
+
+
+class _Refused(ProtocolError):
+    result_code = ResultCode.REFUSED
+
+
+def _add_word(error: ProtocolError) -> str:
+    text = getattr(error, "add_word", None) or str(error)
+    return text[:200]
+
+
+_ = timedelta

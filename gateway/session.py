@@ -1,0 +1,189 @@
+"""A bank session: the thin Twisted protocol around one TLS connection from a bank.
+
+The session does transport work only (STYLE.md: a thin shell around a pure core): it binds the TLS peer's
+certificate to a configured bank once the handshake completes, cuts the byte stream into frames with the
+bank dialect's :class:`~protocols.framing.FrameDecoder`, hands each frame, in order, to the gateway's
+:class:`~gateway.hub.Hub`, writes what the hub gives it, runs the idle probe (PROTOCOL.md §2), and enforces
+the named caps: the frame maximum, the write-buffer maximum (a peer that does not read is cut off) and the
+sign-on deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from protocols.errors import FramingError
+from protocols.framing import FrameDecoder, FrameSpec
+
+if TYPE_CHECKING:
+    from gateway.hub import Hub
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+@implementer(IHandshakeListener)
+class BankSession(Protocol):
+    """One connection of one bank. Created by :class:`BankSessionFactory`."""
+
+    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+        self.hub = hub
+        self.clock = clock
+        self.connection_id = f"c{next(_ids)}"
+        self.bank_code: str | None = None
+        self.signed_on = False
+        self.closing = False
+        self.in_flight = 0  # gateway-initiated messages written and not yet answered on this session
+        self._decoder: FrameDecoder | None = None
+        self._queue: defer.Deferred[None] = defer.succeed(None)
+        self._idle: IDelayedCall | None = None
+        self._probe: IDelayedCall | None = None
+        self._sign_on: IDelayedCall | None = None
+        self._bytes_queued = 0
+
+    # --- connection lifecycle ---------------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        limits = self.hub.config.session
+        self._sign_on = self.clock.callLater(limits.sign_on_timeout_s, self._sign_on_expired)
+
+    def handshakeCompleted(self) -> None:
+        """Bind the verified peer certificate to a configured bank (PROTOCOL.md §1)."""
+        peer = self.transport.getPeerCertificate() if self.transport is not None else None  # type: ignore[attr-defined]
+        bank = self.hub.bank_for_certificate(peer)
+        if bank is None:
+            log.warning("%s: TLS peer is not a configured bank; closing", self.connection_id)
+            self.hub.record_unknown_peer(self.connection_id, peer)
+            self.close()
+            return
+        self.bank_code = bank
+        spec: FrameSpec = self.hub.framing_for(bank)
+        self._decoder = FrameDecoder(spec)
+        self.hub.session_opened(self)
+        self._touch()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError("lost"))) -> None:  # noqa: B008
+        for call in (self._idle, self._probe, self._sign_on):
+            if call is not None and call.active():
+                call.cancel()
+        if self.bank_code is not None:
+            self.hub.session_closed(self)
+
+    def close(self) -> None:
+        """Close after what has been written is flushed."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Cut the connection at once (a peer that does not read, or that failed the handshake)."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # --- bytes in ---------------------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._decoder is None or self.closing:
+            return  # before the handshake completed nothing can arrive; after close nothing counts
+        self._touch()
+        try:
+            frames = self._decoder.feed(data)
+        except FramingError as exc:
+            frames = []
+            error: FramingError | None = exc
+        else:
+            error = None
+        for frame in frames:
+            self._queue.addCallback(self._handle, frame)
+        if error is not None:
+            self._queue.addCallback(lambda _: self.hub.framing_error(self, error))
+
+    def _handle(self, _: Any, frame: bytes) -> defer.Deferred[None]:
+        if self.closing:
+            return defer.succeed(None)
+        d = self.hub.handle_frame(self, frame)
+        d.addErrback(self._crashed)
+        return d
+
+    def _crashed(self, failure: Failure) -> None:
+        log.error("%s: unexpected error handling a frame: %s", self.connection_id, failure.getTraceback())
+        self.abort()
+
+    # --- bytes out --------------------------------------------------------------------------------------------
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write one already-framed message; a peer that lets the write buffer grow past the cap is cut off."""
+        if self.transport is None or self.closing:
+            return
+        self.transport.write(frame)
+        buffered = self._buffered_bytes()
+        if buffered > self.hub.config.session.max_write_buffer_bytes:
+            log.warning("%s: %s is not reading (%d bytes buffered); cutting it off", self.connection_id,
+                        self.bank_code, buffered)
+            self.abort()
+
+    def _buffered_bytes(self) -> int:
+        # TLSMemoryBIOProtocol keeps unsent application data in _appSendBuffer and the TCP transport its own.
+        transport: Any = self.transport
+        size = 0
+        for attr in ("_appSendBuffer",):
+            size += sum(len(chunk) for chunk in getattr(transport, attr, []) or [])
+        lower = getattr(transport, "transport", None)
+        data_buffer = getattr(lower, "dataBuffer", b"")
+        size += len(data_buffer) + sum(len(c) for c in getattr(lower, "_tempDataBuffer", []) or [])
+        return size
+
+    # --- timers -----------------------------------------------------------------------------------------------
+
+    def signed_on_now(self) -> None:
+        """Sign-on accepted: stop the sign-on deadline."""
+        self.signed_on = True
+        if self._sign_on is not None and self._sign_on.active():
+            self._sign_on.cancel()
+
+    def _sign_on_expired(self) -> None:
+        if not self.signed_on:
+            log.warning("%s: no sign-on within the deadline; closing", self.connection_id)
+            self.close()
+
+    def _touch(self) -> None:
+        """Anything received: the peer is alive; restart the idle timer and forget a pending probe."""
+        if self._probe is not None and self._probe.active():
+            self._probe.cancel()
+        self._probe = None
+        limits = self.hub.config.session
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(limits.idle_timeout_s)
+        else:
+            self._idle = self.clock.callLater(limits.idle_timeout_s, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        """Silent for the idle timeout: send a 9005 probe; no answer within the probe timeout closes."""
+        if self.closing:
+            return
+        self.hub.send_probe(self)
+        self._probe = self.clock.callLater(self.hub.config.session.probe_timeout_s, self._probe_expired)
+
+    def _probe_expired(self) -> None:
+        log.warning("%s: %s did not answer the probe; closing", self.connection_id, self.bank_code)
+        self.abort()
+
+
+class BankSessionFactory(ServerFactory):
+    """Makes a :class:`BankSession` per accepted connection."""
+
+    def __init__(self, hub: Hub, clock: IReactorTime) -> None:
+        self.hub = hub
+        self.clock = clock
+
+    def buildProtocol(self, addr: Any) -> BankSession:
+        return BankSession(self.hub, self.clock)
