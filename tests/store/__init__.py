@@ -1,0 +1,1 @@
+"""Tests of the store (gateway/store/), on SQLite and PostgreSQL."""
