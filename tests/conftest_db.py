@@ -75,15 +75,18 @@ def pg_server() -> Iterator[PgServer]:
     admin = create_engine_for(admin_url, pool_size=1, connect_timeout_s=3).execution_options(
         isolation_level="AUTOCOMMIT"
     )
+    problem = None
     try:
         with transaction(admin) as conn:
             conn.execute(text("SELECT 1"))
     except StoreUnavailable as exc:
+        problem = str(exc)
+    if problem is not None:
         admin.dispose()
         pytest.fail(
             f"PostgreSQL is required by the store tests and is unreachable at "
-            f"{admin_url.render_as_string(hide_password=True)}: {exc}. The suite runs on SQLite and PostgreSQL; "
-            f"start PostgreSQL on 127.0.0.1:5432 (user postgres) or set TGW_TEST_PG_ADMIN_URL.",
+            f"{admin_url.render_as_string(hide_password=True)} ({problem.strip()}). The suite runs on SQLite and "
+            f"PostgreSQL: start PostgreSQL on 127.0.0.1:5432 (user postgres) or set TGW_TEST_PG_ADMIN_URL.",
             pytrace=False,
         )
     try:

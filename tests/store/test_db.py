@@ -33,7 +33,7 @@ def test_sqlite_pragmas_are_in_effect_on_every_connection(tmp_path: Path) -> Non
     assert (tmp_path / "gateway.db").is_file()
 
 
-def test_sqlite_enforces_foreign_keys(db_engine: Engine) -> None:
+def test_foreign_keys_are_enforced(db_engine: Engine) -> None:
     """A history entry for a voucher that does not exist is refused by the database itself."""
     with pytest.raises(IntegrityError), transaction(db_engine) as conn:
         conn.execute(
