@@ -4,6 +4,10 @@ The Alembic scripts live inside the package (`gateway/store/migrations/`, instal
 Alembic `Config` is built here with `script_location` pointing at them. The whole upgrade runs in one
 transaction on the connection this module opens (see `migrations/env.py`): it applies completely or not at all.
 
+On PostgreSQL the upgrade first takes a transaction-level advisory lock (:data:`MIGRATION_LOCK_KEY`): several
+gateway nodes starting together on one database migrate one after the other, and the later ones find the schema
+already at head. On SQLite the migration's `BEGIN IMMEDIATE` serializes them the same way.
+
 On SQLite, foreign keys are switched off for the duration of the upgrade and checked before the commit
 (`PRAGMA foreign_key_check`), the procedure SQLite documents for schema changes: a batch migration recreates a
 table by copy-drop-rename, and with enforcement on, dropping a referenced table would fail or cascade.
@@ -21,13 +25,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import URL, Connection, Engine, text
 
 from gateway.store.db import create_engine_for, is_sqlite, transaction, unavailable_on_failure
 from gateway.store.errors import StoreError
 
 #: Where the migration scripts are, inside the installed package.
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+#: PostgreSQL advisory lock held for the duration of a migration ("tgw_mig" in ASCII).
+MIGRATION_LOCK_KEY: Final = 0x7467775F6D6967
 
 
 class MigrationFailed(StoreError):
@@ -113,6 +119,7 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
     with unavailable_on_failure(), engine.connect() as conn:
         if not is_sqlite(conn):
             with conn.begin():
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 yield conn
             return
         # PRAGMA foreign_keys is a no-op inside a transaction: set it on the raw connection before BEGIN.

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
-from gateway.store.db import create_engine_for
-from gateway.store.migrate import MIGRATIONS_DIR, current_revision, downgrade, head_revision, upgrade
+from gateway.store.db import create_engine_for, transaction
+from gateway.store.migrate import (
+    MIGRATION_LOCK_KEY,
+    MIGRATIONS_DIR,
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
 from gateway.store.tables import ALL_TABLES, metadata
+from tests.conftest_db import PgServer
 
 TABLE_NAMES = {table.name for table in ALL_TABLES}
 
@@ -69,3 +81,41 @@ def test_migration_scripts_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert head_revision() == "0001"
+
+
+def test_nodes_starting_together_migrate_one_after_the_other(pg_server: PgServer) -> None:
+    """PostgreSQL: two upgrades of one empty database wait for the migration lock (seen in pg_locks), then
+    both succeed, the second finding the schema already at head."""
+    name = pg_server.create_database()
+    url = pg_server.url_for(name)
+    engine = create_engine_for(url)
+    results: queue.Queue[object] = queue.Queue()
+
+    def start_node() -> None:
+        try:
+            results.put(upgrade(url))
+        except Exception as exc:  # reported below, with the other node's result
+            results.put(exc)
+
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    nodes = [threading.Thread(target=start_node, daemon=True) for _ in range(2)]
+    try:
+        with transaction(engine) as holder:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            for node in nodes:
+                node.start()
+            deadline = time.monotonic() + 30
+            with transaction(engine, read_only=True) as probe:
+                while probe.execute(waiting).scalar_one() < 2:
+                    assert time.monotonic() < deadline, "the upgrades did not wait for the migration lock"
+        for node in nodes:
+            node.join(30)
+            assert not node.is_alive()
+        assert [results.get_nowait(), results.get_nowait()] == [head_revision(), head_revision()]
+        assert _schema_differences(engine) == []
+    finally:
+        engine.dispose()
+        pg_server.drop_database(name)
