@@ -13,8 +13,13 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["gateway*", "protocols*", "banks*", "reconciliation*", "certs*", "simulators*"]),
-    package_data={"protocols": ["schemas/*.xsd"]},
+    packages=find_packages(include=["gateway*", "protocols*", "banks*", "reconciliation*", "certs*", "simulators*"])
+    + ["gateway.store.migrations", "gateway.store.migrations.versions"],
+    package_data={
+        "protocols": ["schemas/*.xsd"],
+        "gateway.store": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "simulators": ["*.toml"],
+    },
     include_package_data=True,
     install_requires=[
         "Twisted>=24.3",
@@ -39,6 +44,7 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "lxml-stubs>=0.5",
+            "mypy-zope>=1.0",
             "types-pyOpenSSL",
         ],
     },

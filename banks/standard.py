@@ -8,7 +8,7 @@ from lxml import etree
 
 from banks.dialect import Dialect, Inbound, RawHead
 from protocols import codec, rules, schema
-from protocols.errors import ProtocolError, Problem, SignatureProfileViolation
+from protocols.errors import Problem, ProtocolError, SignatureProfileViolation
 from protocols.framing import STANDARD
 from protocols.messages import Message
 from protocols.signature import Signer, Verifier

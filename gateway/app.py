@@ -62,7 +62,7 @@ class BankTlsContext:
         ctx.set_session_id(b"tgw-bank")
         return ctx
 
-    def getContext(self) -> SSL.Context:  # noqa: N802 - Twisted's context factory interface
+    def getContext(self) -> SSL.Context:
         mtime = self.config.crl.stat().st_mtime if self.config.crl.exists() else None
         if self._context is None or mtime != self._crl_mtime:
             self._context = self._build()
@@ -134,8 +134,11 @@ def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = Tru
 
 def write_run_file(config: Config, running: Running) -> None:
     """`DIR/run.json`: pid and the ports actually bound (port 0 in the config means any free port)."""
-    data = {"pid": os.getpid(), "bank": list(running.bank_address),
-            "web": list(running.web_address) if running.web_address else None}
+    data = {
+        "pid": os.getpid(),
+        "bank": list(running.bank_address),
+        "web": list(running.web_address) if running.web_address else None,
+    }
     tmp = config.run_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     tmp.replace(config.run_file)

@@ -62,7 +62,7 @@ class Database:
 class InlineDatabase(Database):
     """Runs store work synchronously on the calling thread: for unit tests driven by a fake clock."""
 
-    def __init__(self, engine: Engine) -> None:  # noqa: D107 - no pool, no reactor
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 #: Messages a bank may send before it has signed on (PROTOCOL.md §4).
 BEFORE_SIGN_ON = frozenset({"9005", "9006"})
-UTC = timezone.utc
+UTC = UTC
 
 
 class Hub:
@@ -149,8 +149,13 @@ class Hub:
     def build(self, bank: str, payload: Payload, msg_id: str, msg_ref: str) -> bytes:
         """Encode, sign and frame a message to `bank`."""
         head = Head(
-            msg_no=payload.msg_no, msg_id=msg_id, msg_ref=msg_ref, src=self.config.node, des=bank,
-            work_date=self.work_date(), send_time=self.local_time(),
+            msg_no=payload.msg_no,
+            msg_id=msg_id,
+            msg_ref=msg_ref,
+            src=self.config.node,
+            des=bank,
+            work_date=self.work_date(),
+            send_time=self.local_time(),
         )
         dialect = self.dialects[bank]
         return encode_frame(dialect.framing, dialect.encode(Message(head, payload), self.signer))
@@ -162,23 +167,40 @@ class Hub:
         session.write_frame(frame)
         return frame
 
-    def _reject(self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError,
-                close: bool = False) -> defer.Deferred[None]:
+    def _reject(
+        self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError, close: bool = False
+    ) -> defer.Deferred[None]:
         """Answer an undecodable or refused document with a 9120, archive both, and close if required."""
         reply = Reply(ori_msg_no=head.msg_no, result=int(error.result_code), add_word=_add_word(error))
         frame = self.send_reply(session, reply, head.msg_id)
         if close:
             session.close()
-        log.info("%s %s: refused %s %s: %s", session.connection_id, session.bank_code, head.msg_no or "?",
-                 head.msg_id or "?", error)
+        log.info(
+            "%s %s: refused %s %s: %s",
+            session.connection_id,
+            session.bank_code,
+            head.msg_no or "?",
+            head.msg_id or "?",
+            error,
+        )
         return self._archive_rejection(session, raw, head, error, frame)
 
-    def _archive_rejection(self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError,
-                           frame: bytes) -> defer.Deferred[None]:
+    def _archive_rejection(
+        self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError, frame: bytes
+    ) -> defer.Deferred[None]:
         verified = None if error.result_code != ResultCode.BAD_SIGNATURE else False
         d = self.db.run(
-            service.archive_rejection, session.bank_code, session.connection_id, raw, head.msg_id, head.msg_no,
-            verified, str(error), int(error.result_code), frame, self.now(),
+            service.archive_rejection,
+            session.bank_code,
+            session.connection_id,
+            raw,
+            head.msg_id,
+            head.msg_no,
+            verified,
+            str(error),
+            int(error.result_code),
+            frame,
+            self.now(),
         )
         d.addErrback(lambda f: log.error("could not archive a rejection: %s", f.value))
         return d.addCallback(lambda _: None)
@@ -214,8 +236,9 @@ class Hub:
             return self._answer_session(session, inbound, Reply(ori_msg_no="9005", result=90000, add_word=""))
         if isinstance(body, SignOn):
             if body.bank_code != bank:
-                return self._reject(session, raw, raw_head, _Identity(f"BankCode {body.bank_code!r} is not {bank}"),
-                                    close=True)
+                return self._reject(
+                    session, raw, raw_head, _Identity(f"BankCode {body.bank_code!r} is not {bank}"), close=True
+                )
             session.signed_on_now()
             reply = SignOnReply(result=90000, add_word="签到成功", work_date=self.work_date())
             d = self._answer_session(session, inbound, reply)

@@ -127,8 +127,12 @@ class BankSession(Protocol):
         self.transport.write(frame)
         buffered = self._buffered_bytes()
         if buffered > self.hub.config.session.max_write_buffer_bytes:
-            log.warning("%s: %s is not reading (%d bytes buffered); cutting it off", self.connection_id,
-                        self.bank_code, buffered)
+            log.warning(
+                "%s: %s is not reading (%d bytes buffered); cutting it off",
+                self.connection_id,
+                self.bank_code,
+                buffered,
+            )
             self.abort()
 
     def _buffered_bytes(self) -> int:

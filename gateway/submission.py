@@ -55,7 +55,9 @@ def _voucher_from_element(element: etree._Element, where: str) -> Voucher:
     return message.body
 
 
-def parse_submission(data: bytes, content_type: bytes | str, bank: str | None, banks: list[str]) -> list[tuple[str, Voucher]]:
+def parse_submission(
+    data: bytes, content_type: bytes | str, bank: str | None, banks: list[str]
+) -> list[tuple[str, Voucher]]:
     """The (bank, voucher) pairs of a submission.
 
     Raises:
@@ -73,8 +75,9 @@ def parse_submission(data: bytes, content_type: bytes | str, bank: str | None, b
             message = codec.from_tree(root)
             if not isinstance(message.body, Voucher):
                 raise SubmissionError("the document does not carry a payment voucher (5201/8202, VoucherFlag 0)")
-            return [(_bank(message.head.des if message.head.des in banks else None, bank, banks, "Message"),
-                     message.body)]
+            return [
+                (_bank(message.head.des if message.head.des in banks else None, bank, banks, "Message"), message.body)
+            ]
         elements = [root] if root.tag == "Voucher" else list(root.iter("Voucher"))
         if not elements:
             raise SubmissionError(f"no <Voucher> in a <{root.tag}> document")

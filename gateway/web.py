@@ -84,8 +84,11 @@ class Api(Resource):
             _send(request, 400, {"error": "invalid", "message": str(failure.value)})
         else:
             log.error("API failure: %s", failure.getTraceback())
-            _send(request, 503 if "StoreUnavailable" in failure.type.__name__ else 500,
-                  {"error": "internal", "message": failure.getErrorMessage()})
+            _send(
+                request,
+                503 if "StoreUnavailable" in failure.type.__name__ else 500,
+                {"error": "internal", "message": failure.getErrorMessage()},
+            )
 
     def _body(self, request: Request) -> bytes:
         assert request.content is not None
@@ -102,25 +105,37 @@ class Api(Resource):
     def _route(self, request: Request, method: str, path: list[str]) -> Any:
         hub = self.hub
         if path == ["vouchers"] and method == "POST":
-            items = parse_submission(self._body(request), request.getHeader(b"content-type") or b"",
-                                     self._arg(request, "bank"), list(hub.config.banks))
+            items = parse_submission(
+                self._body(request),
+                request.getHeader(b"content-type") or b"",
+                self._arg(request, "bank"),
+                list(hub.config.banks),
+            )
             actor = f"api:{request.getHeader(b'x-actor').decode() if request.getHeader(b'x-actor') else 'finance'}"
-            accepted = yield hub.run_in_store(service.submit, items, actor, hub.now(), hub.config.node,
-                                              list(hub.config.banks))
+            accepted = yield hub.run_in_store(
+                service.submit, items, actor, hub.now(), hub.config.node, list(hub.config.banks)
+            )
             for item in accepted:
                 hub.emit("voucher", {"key": str(item.key), "bank": item.bank, "state": "ACCEPTED"})
             for bank in {a.bank for a in accepted}:
                 hub.kick(bank)
             _send(request, 201, {"accepted": [{"key": str(a.key), "bank": a.bank} for a in accepted]})
         elif path == ["vouchers"] and method == "GET":
+
             def num(name: str) -> int | None:
                 value = self._arg(request, name)
                 return None if value is None else int(value)
 
             f = queries.VoucherFilter(
-                state=self._arg(request, "state"), bank=self._arg(request, "bank"), agency=self._arg(request, "agency"),
-                voucher_no=self._arg(request, "voucher_no"), payee=self._arg(request, "payee"),
-                min_fen=num("min_fen"), max_fen=num("max_fen"), limit=num("limit") or 50, offset=num("offset") or 0,
+                state=self._arg(request, "state"),
+                bank=self._arg(request, "bank"),
+                agency=self._arg(request, "agency"),
+                voucher_no=self._arg(request, "voucher_no"),
+                payee=self._arg(request, "payee"),
+                min_fen=num("min_fen"),
+                max_fen=num("max_fen"),
+                limit=num("limit") or 50,
+                offset=num("offset") or 0,
             )
             _send(request, 200, (yield hub.run_in_store(queries.list_vouchers, f)))
         elif len(path) == 2 and path[0] == "vouchers" and method == "GET":
@@ -131,8 +146,9 @@ class Api(Resource):
                 _send(request, 200, found)
         elif len(path) == 3 and path[0] == "vouchers" and path[2] == "cancel" and method == "POST":
             body = json.loads(self._body(request) or b"{}")
-            state = yield hub.run_in_store(service.cancel, VoucherKey.parse(path[1]), "api:finance",
-                                           str(body.get("reason", "")), hub.now())
+            state = yield hub.run_in_store(
+                service.cancel, VoucherKey.parse(path[1]), "api:finance", str(body.get("reason", "")), hub.now()
+            )
             _send(request, 200, {"key": path[1], "state": str(state)})
         elif path == ["quota-notices"] and method == "POST":
             body = json.loads(self._body(request))
@@ -140,16 +156,27 @@ class Api(Resource):
             bank = body.get("bank")
             if bank not in hub.config.banks:
                 raise ValueError(f"unknown bank {bank!r}")
-            msg_id = yield hub.run_in_store(service.submit_quota_notice, bank, notice, "api:finance", hub.now(),
-                                            hub.config.node)
+            msg_id = yield hub.run_in_store(
+                service.submit_quota_notice, bank, notice, "api:finance", hub.now(), hub.config.node
+            )
             hub.kick(bank)
             _send(request, 201, {"msg_id": msg_id})
         elif path == ["banks"] and method == "GET":
-            _send(request, 200, {"banks": [
-                {"code": code, "dialect": b.dialect, "sessions": len(hub.sessions.get(code, [])),
-                 "signed_on": len(hub.live_sessions(code))}
-                for code, b in hub.config.banks.items()
-            ]})
+            _send(
+                request,
+                200,
+                {
+                    "banks": [
+                        {
+                            "code": code,
+                            "dialect": b.dialect,
+                            "sessions": len(hub.sessions.get(code, [])),
+                            "signed_on": len(hub.live_sessions(code)),
+                        }
+                        for code, b in hub.config.banks.items()
+                    ]
+                },
+            )
         elif len(path) == 2 and path[0] == "archive" and method == "GET":
             raw = yield hub.run_in_store(queries.archived_message, int(path[1]))
             if raw is None:
@@ -163,7 +190,7 @@ class Api(Resource):
 class Health(Resource):
     isLeaf = True
 
-    def render_GET(self, request: Request) -> bytes:  # noqa: N802 - Twisted's naming
+    def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         return b'{"status": "ok"}'
 

@@ -127,28 +127,42 @@ def _text(el: etree._Element) -> str:
     return el.text or ""
 
 
+#: Per record type: (attribute, element, converter or None for a list, container, item type, is_text).
+_Plan = tuple[tuple[str, str, Callable[[str], Any] | None, str | None, type[Any] | None], ...]
+_PLANS: dict[type[Any], _Plan] = {}
+
+
+def _plan(cls: type[Any]) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple(
+            (attr, wire.element, None if wire.kind is Kind.LIST else _FROM_TEXT[wire.kind], wire.container, wire.item)
+            for attr, wire in wire_fields(cls)
+        )
+    return plan
+
+
 def _read_record(el: etree._Element, cls: type[Any], path: str, problems: list[Problem]) -> Any:
     """Convert the children of `el` into an instance of `cls`; conversion failures go to `problems`."""
     children = {child.tag: child for child in el}
     values: dict[str, Any] = {}
-    for attr, wire in wire_fields(cls):
-        if wire.kind is Kind.LIST:
-            assert wire.container is not None and wire.item is not None
-            container = children.get(wire.container)
-            items = [] if container is None else list(container)
-            item_path = f"{path}/{wire.container}/{wire.element}"
+    for attr, element, convert, container, item_cls in _plan(cls):
+        if convert is None:  # a list of records inside its container
+            holder = children.get(container)
+            items = () if holder is None else holder
             values[attr] = tuple(
-                _read_record(item, wire.item, f"{item_path}[{n}]", problems) for n, item in enumerate(items, 1)
+                _read_record(item, item_cls, f"{path}/{container}/{element}[{n}]", problems)  # type: ignore[arg-type]
+                for n, item in enumerate(items, 1)
             )
             continue
-        child = children.get(wire.element)
+        child = children.get(element)
         if child is None:
             values[attr] = None  # the schema has checked presence; only optionals reach here
             continue
         try:
-            values[attr] = _FROM_TEXT[wire.kind](_text(child))
+            values[attr] = convert(child.text or "")
         except ValueError as exc:
-            problems.append(Problem(f"{path}/{wire.element}", str(exc)))
+            problems.append(Problem(f"{path}/{element}", str(exc)))
             values[attr] = None
     return cls(**values)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from lxml import etree
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from lxml import etree
 
 from banks.standard import STANDARD_DIALECT
 from certs.pki import KeyType, create_ca, generate_key, issue_signing_cert
@@ -61,17 +61,24 @@ def rate(fn: Callable[[], Any], seconds: float, runs: int) -> float:
     return statistics.median(rates)
 
 
-def _signxml_pair(key: Any, cert_pem: bytes, key_type: KeyType, root: Any) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
+def _signxml_pair(
+    key: Any, cert_pem: bytes, key_type: KeyType, root: Any
+) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
     try:
         import signxml  # test extra: the peer implementation
         from signxml import SignatureConfiguration, XMLSigner, XMLVerifier
     except ImportError:  # pragma: no cover - signxml is installed with the test extra
         return None
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     algorithm = "rsa-sha256" if key_type is KeyType.RSA else "ecdsa-sha256"
-    signer = XMLSigner(method=signxml.methods.enveloped, signature_algorithm=algorithm, digest_algorithm="sha256",
-                       c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#")
+    signer = XMLSigner(
+        method=signxml.methods.enveloped,
+        signature_algorithm=algorithm,
+        digest_algorithm="sha256",
+        c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#",
+    )
     signed = etree.tostring(signer.sign(root, key=key_pem, cert=cert_pem.decode()))
     config = SignatureConfiguration(require_x509=False)
 
@@ -90,8 +97,13 @@ def run_codec(args: argparse.Namespace) -> int:
     from protocols import codec as xml_codec
 
     now = datetime.now(UTC)
-    results: dict[str, Any] = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-                               "when": now.isoformat(timespec="seconds"), "runs": args.runs, "key_types": {}}
+    results: dict[str, Any] = {
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "when": now.isoformat(timespec="seconds"),
+        "runs": args.runs,
+        "key_types": {},
+    }
     message = samples.message(samples.direct_voucher(), "gateway")
     for key_type in (KeyType.RSA, KeyType.EC):
         ca_key = generate_key(key_type)
@@ -102,15 +114,22 @@ def run_codec(args: argparse.Namespace) -> int:
         wire = STANDARD_DIALECT.encode(message, signer)
         digest_input = etree.tostring(etree.fromstring(wire), method="c14n", exclusive=True)
         figures: dict[str, float] = {}
-        figures["parse_validate_verify_per_s"] = rate(lambda: STANDARD_DIALECT.decode(wire, verifier), args.seconds, args.runs)
+        figures["parse_validate_verify_per_s"] = rate(
+            lambda: STANDARD_DIALECT.decode(wire, verifier), args.seconds, args.runs
+        )
         figures["build_sign_per_s"] = rate(lambda: STANDARD_DIALECT.encode(message, signer), args.seconds, args.runs)
         public = key.public_key()
-        signature_value = (key.sign(digest_input, padding.PKCS1v15(), hashes.SHA256()) if isinstance(key, rsa.RSAPrivateKey)
-                           else key.sign(digest_input, ec.ECDSA(hashes.SHA256())))
+        signature_value = (
+            key.sign(digest_input, padding.PKCS1v15(), hashes.SHA256())
+            if isinstance(key, rsa.RSAPrivateKey)
+            else key.sign(digest_input, ec.ECDSA(hashes.SHA256()))
+        )
         if isinstance(key, rsa.RSAPrivateKey):
             assert isinstance(public, rsa.RSAPublicKey)
             bare_sign: Callable[[], Any] = lambda: key.sign(digest_input, padding.PKCS1v15(), hashes.SHA256())  # noqa: E731
-            bare_verify: Callable[[], Any] = lambda: public.verify(signature_value, digest_input, padding.PKCS1v15(), hashes.SHA256())  # noqa: E731
+            bare_verify: Callable[[], Any] = lambda: public.verify(
+                signature_value, digest_input, padding.PKCS1v15(), hashes.SHA256()
+            )  # noqa: E731
         else:
             assert isinstance(public, ec.EllipticCurvePublicKey)
             bare_sign = lambda: key.sign(digest_input, ec.ECDSA(hashes.SHA256()))  # noqa: E731
@@ -131,12 +150,18 @@ def run_codec(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"codec benchmark, one core, median of {args.runs} runs of {args.seconds}s; 2 KB voucher ({results['python']})")
-    print(f"{'':10}{'parse+validate+verify':>24}{'signxml verify':>16}{'ratio':>8}{'build+sign':>13}"
-          f"{'bare sign':>12}{'ratio':>8}")
+    print(
+        f"codec benchmark, one core, median of {args.runs} runs of {args.seconds}s; 2 KB voucher ({results['python']})"
+    )
+    print(
+        f"{'':10}{'parse+validate+verify':>24}{'signxml verify':>16}{'ratio':>8}{'build+sign':>13}"
+        f"{'bare sign':>12}{'ratio':>8}"
+    )
     for name, f in results["key_types"].items():
-        print(f"{name:10}{f['parse_validate_verify_per_s']:>22.0f}/s{f.get('signxml_verify_per_s', 0):>14.0f}/s"
-              f"{f.get('verify_vs_signxml', 0):>7.1f}x{f['build_sign_per_s']:>11.0f}/s{f['bare_sign_per_s']:>10.0f}/s"
-              f"{f['sign_vs_bare']:>7.2f}x")
+        print(
+            f"{name:10}{f['parse_validate_verify_per_s']:>22.0f}/s{f.get('signxml_verify_per_s', 0):>14.0f}/s"
+            f"{f.get('verify_vs_signxml', 0):>7.1f}x{f['build_sign_per_s']:>11.0f}/s{f['bare_sign_per_s']:>10.0f}/s"
+            f"{f['sign_vs_bare']:>7.2f}x"
+        )
     print(f"written to {args.output}", file=sys.stderr)
     return 0

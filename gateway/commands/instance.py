@@ -31,8 +31,13 @@ DEFAULT_NODE = configuration.DEFAULT_NODE
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init", help="create an instance: gateway.toml, the development PKI, the database")
     p.add_argument("dir", type=Path)
-    p.add_argument("--bank", action="append", default=[], metavar="CODE[:DIALECT]",
-                   help="an agent bank (repeat); DIALECT defaults to standard")
+    p.add_argument(
+        "--bank",
+        action="append",
+        default=[],
+        metavar="CODE[:DIALECT]",
+        help="an agent bank (repeat); DIALECT defaults to standard",
+    )
     p.add_argument("--node", default=DEFAULT_NODE, help=f"the gateway's node code (default {DEFAULT_NODE})")
     p.add_argument("--bank-port", type=int, default=configuration.DEFAULT_BANK_PORT, help="0: any free port")
     p.add_argument("--web-port", type=int, default=configuration.DEFAULT_WEB_PORT, help="0: any free port")
@@ -95,16 +100,26 @@ def init(args: argparse.Namespace) -> int:
             return _fail(f"--bank {code}:{dialect}: {exc}")
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        PkiDirectory(directory / "pki").init(args.node, [c for c, _ in banks], KeyType(args.key_type), datetime.now(UTC))
+        PkiDirectory(directory / "pki").init(
+            args.node, [c for c, _ in banks], KeyType(args.key_type), datetime.now(UTC)
+        )
     except PkiError as exc:
         return _fail(str(exc))
-    text = configuration.render(node=args.node, banks=banks, bank_port=args.bank_port, web_port=args.web_port,
-                                database=args.database, api_token=secrets.token_urlsafe(24))
+    text = configuration.render(
+        node=args.node,
+        banks=banks,
+        bank_port=args.bank_port,
+        web_port=args.web_port,
+        database=args.database,
+        api_token=secrets.token_urlsafe(24),
+    )
     (directory / "gateway.toml").write_text(text, encoding="utf-8")
     cfg = configuration.load(directory / "gateway.toml")
     upgrade(create_engine_for(cfg.database_url))
-    print(f"created {directory}: banks {', '.join(f'{c}:{d}' for c, d in banks)}; "
-          f"run it with: tgw run --config {directory / 'gateway.toml'}")
+    print(
+        f"created {directory}: banks {', '.join(f'{c}:{d}' for c, d in banks)}; "
+        f"run it with: tgw run --config {directory / 'gateway.toml'}"
+    )
     return 0
 
 
@@ -121,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from twisted.internet import reactor
 
@@ -131,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
     running = app.start(cfg, reactor)
     host, port = running.bank_address
     web = running.web_address
-    logging.getLogger("tgw").info("gateway %s listening for banks on %s:%d, web on %s", cfg.node, host, port,
-                                  f"{web[0]}:{web[1]}" if web else "-")
+    logging.getLogger("tgw").info(
+        "gateway %s listening for banks on %s:%d, web on %s", cfg.node, host, port, f"{web[0]}:{web[1]}" if web else "-"
+    )
     reactor.addSystemEventTrigger("before", "shutdown", running.stop)  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
@@ -140,17 +158,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def api_call(cfg: configuration.Config, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/json") -> tuple[int, Any]:
+def api_call(
+    cfg: configuration.Config, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
     """Call the running gateway's HTTP API (address from run.json, token from the config)."""
     from gateway.app import read_run_file
 
     info = read_run_file(cfg)
-    host, port = (info["web"] if info and info.get("web") else (cfg.web_host, cfg.web_port))
-    request = urllib.request.Request(f"http://{host}:{port}{path}", data=body, method=method, headers={
-        "Authorization": f"Bearer {cfg.api_token}", "Content-Type": content_type})
+    host, port = info["web"] if info and info.get("web") else (cfg.web_host, cfg.web_port)
+    request = urllib.request.Request(
+        f"http://{host}:{port}{path}",
+        data=body,
+        method=method,
+        headers={"Authorization": f"Bearer {cfg.api_token}", "Content-Type": content_type},
+    )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
@@ -221,7 +244,9 @@ def show_voucher(args: argparse.Namespace) -> int:
         print(f"  reason  {found['reason']}")
     print("  timeline:")
     for entry in found["timeline"]:
-        print(f"    {entry['at']}  {entry['event']:<20} {entry['from'] or '':>10} -> {entry['to']:<10} {entry['actor']}")
+        print(
+            f"    {entry['at']}  {entry['event']:<20} {entry['from'] or '':>10} -> {entry['to']:<10} {entry['actor']}"
+        )
     return 0
 
 
@@ -231,8 +256,13 @@ def list_vouchers(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
-    page = _read_store(cfg, queries.list_vouchers, queries.VoucherFilter(
-        state=args.state, bank=args.bank, agency=args.agency, limit=args.limit, offset=args.offset))
+    page = _read_store(
+        cfg,
+        queries.list_vouchers,
+        queries.VoucherFilter(
+            state=args.state, bank=args.bank, agency=args.agency, limit=args.limit, offset=args.offset
+        ),
+    )
     if args.json:
         print(json.dumps(page, ensure_ascii=False, indent=2, default=str))
         return 0

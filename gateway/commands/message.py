@@ -142,6 +142,8 @@ def verify(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem.field}: {problem.message}")
         return 1
-    print(f"{args.file}: signature valid (signed by {load_certificate(args.cert).subject.rfc4514_string()}); "
-          "message valid")
+    print(
+        f"{args.file}: signature valid (signed by {load_certificate(args.cert).subject.rfc4514_string()}); "
+        "message valid"
+    )
     return 0

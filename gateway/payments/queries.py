@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from gateway.store.tables import archive, voucher_history, vouchers
-from protocols.money import format_amount_fen
 from protocols.messages import VoucherKey
+from protocols.money import format_amount_fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,34 +89,73 @@ def list_vouchers(conn: Connection, f: VoucherFilter) -> dict[str, Any]:
     if f.date_to is not None:
         where.append(c.created_at < datetime.combine(f.date_to, datetime.max.time()))
     total = conn.execute(select(func.count()).select_from(vouchers).where(*where)).scalar_one()
-    rows = conn.execute(
-        select(vouchers).where(*where).order_by(c.id.desc()).limit(max(1, min(f.limit, 1000))).offset(f.offset)
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            select(vouchers).where(*where).order_by(c.id.desc()).limit(max(1, min(f.limit, 1000))).offset(f.offset)
+        )
+        .mappings()
+        .all()
+    )
     return {"total": total, "limit": f.limit, "offset": f.offset, "vouchers": [summary(r) for r in rows]}
 
 
 def get_voucher(conn: Connection, key: VoucherKey) -> dict[str, Any] | None:
     """One voucher: its summary, the voucher itself, the timeline (history) and the messages exchanged."""
     c = vouchers.c
-    row = conn.execute(select(vouchers).where(
-        c.adm_div_code == key.adm_div_code, c.st_year == key.st_year, c.vt_code == key.vt_code,
-        c.voucher_no == key.voucher_no)).mappings().first()
+    row = (
+        conn.execute(
+            select(vouchers).where(
+                c.adm_div_code == key.adm_div_code,
+                c.st_year == key.st_year,
+                c.vt_code == key.vt_code,
+                c.voucher_no == key.voucher_no,
+            )
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     timeline = [
-        {"seq": h["seq"], "at": _iso(h["at"]), "event": h["event"], "from": h["from_state"], "to": h["to_state"],
-         "actor": h["actor"], "detail": json.loads(h["detail"]), "msg_id": h["msg_id"], "hash": h["hash"]}
-        for h in conn.execute(select(voucher_history).where(voucher_history.c.voucher_id == row["id"])
-                              .order_by(voucher_history.c.seq)).mappings()
+        {
+            "seq": h["seq"],
+            "at": _iso(h["at"]),
+            "event": h["event"],
+            "from": h["from_state"],
+            "to": h["to_state"],
+            "actor": h["actor"],
+            "detail": json.loads(h["detail"]),
+            "msg_id": h["msg_id"],
+            "hash": h["hash"],
+        }
+        for h in conn.execute(
+            select(voucher_history).where(voucher_history.c.voucher_id == row["id"]).order_by(voucher_history.c.seq)
+        ).mappings()
     ]
     messages = [
-        {"id": a["id"], "at": _iso(a["at"]), "direction": a["direction"], "msg_id": a["msg_id"], "msg_no": a["msg_no"],
-         "verified": a["verified"], "verify_detail": a["verify_detail"], "result": a["result_code"],
-         "bytes": len(a["raw"])}
-        for a in conn.execute(select(archive).where(archive.c.voucher_id == row["id"]).order_by(archive.c.id)).mappings()
+        {
+            "id": a["id"],
+            "at": _iso(a["at"]),
+            "direction": a["direction"],
+            "msg_id": a["msg_id"],
+            "msg_no": a["msg_no"],
+            "verified": a["verified"],
+            "verify_detail": a["verify_detail"],
+            "result": a["result_code"],
+            "bytes": len(a["raw"]),
+        }
+        for a in conn.execute(
+            select(archive).where(archive.c.voucher_id == row["id"]).order_by(archive.c.id)
+        ).mappings()
     ]
-    return {**summary(row), "voucher": json.loads(row["document"]), "msg_id": row["msg_id"],
-            "deadline_at": _iso(row["deadline_at"]), "timeline": timeline, "messages": messages}
+    return {
+        **summary(row),
+        "voucher": json.loads(row["document"]),
+        "msg_id": row["msg_id"],
+        "deadline_at": _iso(row["deadline_at"]),
+        "timeline": timeline,
+        "messages": messages,
+    }
 
 
 def counts(conn: Connection) -> dict[str, dict[str, int]]:

@@ -114,39 +114,80 @@ def _transition(
     new = next_state(old, event)
     repo.update_voucher(conn, row["id"], row["version"], now, state=new.value, **changes)
     repo.append_history(
-        conn, voucher_id=row["id"], at=now, event=event.value, from_state=old.value, to_state=new.value,
-        actor=actor, detail=detail or {}, msg_id=msg_id,
+        conn,
+        voucher_id=row["id"],
+        at=now,
+        event=event.value,
+        from_state=old.value,
+        to_state=new.value,
+        actor=actor,
+        detail=detail or {},
+        msg_id=msg_id,
     )
     return new
 
 
 def _voucher_by_key(conn: Connection, key: VoucherKey) -> RowMapping | None:
-    return conn.execute(
-        select(vouchers).where(
-            vouchers.c.adm_div_code == key.adm_div_code, vouchers.c.st_year == key.st_year,
-            vouchers.c.vt_code == key.vt_code, vouchers.c.voucher_no == key.voucher_no,
+    return (
+        conn.execute(
+            select(vouchers).where(
+                vouchers.c.adm_div_code == key.adm_div_code,
+                vouchers.c.st_year == key.st_year,
+                vouchers.c.vt_code == key.vt_code,
+                vouchers.c.voucher_no == key.voucher_no,
+            )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
 
 
 def _event(row: RowMapping, state: State | str, **extra: Any) -> tuple[str, dict[str, Any]]:
     key = VoucherKey(row["adm_div_code"], row["st_year"], row["vt_code"], row["voucher_no"])
-    return ("voucher", {"key": str(key), "bank": row["bank_code"], "state": str(state),
-                        "amount_fen": row["amount_fen"], **extra})
+    return (
+        "voucher",
+        {"key": str(key), "bank": row["bank_code"], "state": str(state), "amount_fen": row["amount_fen"], **extra},
+    )
 
 
-def enqueue(conn: Connection, bank: str, node: str, payload: Payload, now: datetime, work_date: Any,
-            voucher_id: int | None = None, prefix: str = "V") -> str:
+def enqueue(
+    conn: Connection,
+    bank: str,
+    node: str,
+    payload: Payload,
+    now: datetime,
+    work_date: Any,
+    voucher_id: int | None = None,
+    prefix: str = "V",
+) -> str:
     """Put an outbound message into the outbox (same transaction as the change that caused it)."""
     msg_id = new_msg_id(prefix, now)
-    head = Head(msg_no=payload.msg_no, msg_id=msg_id, msg_ref=msg_id, src=node, des=bank, work_date=work_date,
-                send_time=now + timedelta(hours=8))  # SendTime is China Standard Time (PROTOCOL.md §3)
-    document = json.dumps({"head": jsonform.to_json(head), "type": type(payload).__name__,
-                           "body": jsonform.to_json(payload)}, ensure_ascii=False)
-    conn.execute(insert(outbox).values(
-        bank_code=bank, msg_id=msg_id, msg_no=payload.msg_no, voucher_id=voucher_id, document=document,
-        state="PENDING", attempts=0, next_attempt_at=now, created_at=now,
-    ))
+    head = Head(
+        msg_no=payload.msg_no,
+        msg_id=msg_id,
+        msg_ref=msg_id,
+        src=node,
+        des=bank,
+        work_date=work_date,
+        send_time=now + timedelta(hours=8),
+    )  # SendTime is China Standard Time (PROTOCOL.md §3)
+    document = json.dumps(
+        {"head": jsonform.to_json(head), "type": type(payload).__name__, "body": jsonform.to_json(payload)},
+        ensure_ascii=False,
+    )
+    conn.execute(
+        insert(outbox).values(
+            bank_code=bank,
+            msg_id=msg_id,
+            msg_no=payload.msg_no,
+            voucher_id=voucher_id,
+            document=document,
+            state="PENDING",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
     return msg_id
 
 
@@ -155,21 +196,31 @@ _PAYLOAD_TYPES: dict[str, type[Payload]] = {t.__name__: t for t in (Voucher, Sta
 
 def _outbox_message(document: str) -> Message:
     data = json.loads(document)
-    return Message(jsonform.from_json(Head, data["head"]), jsonform.from_json(_PAYLOAD_TYPES[data["type"]], data["body"]))
+    return Message(
+        jsonform.from_json(Head, data["head"]), jsonform.from_json(_PAYLOAD_TYPES[data["type"]], data["body"])
+    )
 
 
 def check_voucher(voucher: Voucher) -> list[Problem]:
     """Business rules of a voucher submitted by the finance side (the same rules a bank's receipt obeys)."""
-    head = Head(msg_no=voucher.msg_no, msg_id="x", msg_ref="x", src="x", des="x", work_date=voucher.vou_date,
-                send_time=datetime(2000, 1, 1))
+    head = Head(
+        msg_no=voucher.msg_no,
+        msg_id="x",
+        msg_ref="x",
+        src="x",
+        des="x",
+        work_date=voucher.vou_date,
+        send_time=datetime(2000, 1, 1),
+    )
     return [p for p in rules.check(Message(head, voucher)) if not p.field.startswith("Head/")]
 
 
 # --- finance side ---------------------------------------------------------------------------------------------
 
 
-def submit(conn: Connection, items: Sequence[tuple[str, Voucher]], actor: str, now: datetime, node: str,
-           banks: Sequence[str]) -> list[Submitted]:
+def submit(
+    conn: Connection, items: Sequence[tuple[str, Voucher]], actor: str, now: datetime, node: str, banks: Sequence[str]
+) -> list[Submitted]:
     """Accept vouchers (all or none): validate, check duplicates and quota, record them with their outbox rows.
 
     Raises:
@@ -191,36 +242,75 @@ def submit(conn: Connection, items: Sequence[tuple[str, Voucher]], actor: str, n
     for n, (bank, voucher) in enumerate(items, 1):
         if voucher.vt_code == "8202":
             try:
-                repo.use_quota(conn, voucher.adm_div_code, voucher.st_year, voucher.agency_code,
-                               voucher.pay_amt_fen, now)
+                repo.use_quota(
+                    conn, voucher.adm_div_code, voucher.st_year, voucher.agency_code, voucher.pay_amt_fen, now
+                )
             except QuotaExceeded as exc:
                 raise ValidationError([Problem(f"vouchers[{n}]/PayAmt", f"quota exceeded: {exc}")]) from None
-        voucher_id = conn.execute(insert(vouchers).values(
-            adm_div_code=voucher.adm_div_code, st_year=voucher.st_year, vt_code=voucher.vt_code,
-            voucher_no=voucher.voucher_no, bank_code=bank, business_type_code=voucher.business_type_code,
-            agency_code=voucher.agency_code, agency_name=voucher.agency_name, payee_acct_no=voucher.payee_acct_no,
-            payee_acct_name=voucher.payee_acct_name, amount_fen=voucher.pay_amt_fen, state=State.ACCEPTED.value,
-            document=json.dumps(jsonform.to_json(voucher), ensure_ascii=False), submitted_by=actor,
-            created_at=now, updated_at=now, version=1,
-        )).inserted_primary_key[0]
+        voucher_id = conn.execute(
+            insert(vouchers).values(
+                adm_div_code=voucher.adm_div_code,
+                st_year=voucher.st_year,
+                vt_code=voucher.vt_code,
+                voucher_no=voucher.voucher_no,
+                bank_code=bank,
+                business_type_code=voucher.business_type_code,
+                agency_code=voucher.agency_code,
+                agency_name=voucher.agency_name,
+                payee_acct_no=voucher.payee_acct_no,
+                payee_acct_name=voucher.payee_acct_name,
+                amount_fen=voucher.pay_amt_fen,
+                state=State.ACCEPTED.value,
+                document=json.dumps(jsonform.to_json(voucher), ensure_ascii=False),
+                submitted_by=actor,
+                created_at=now,
+                updated_at=now,
+                version=1,
+            )
+        ).inserted_primary_key[0]
         msg_id = enqueue(conn, bank, node, voucher, now, voucher.vou_date, voucher_id)
         conn.execute(update(vouchers).where(vouchers.c.id == voucher_id).values(msg_id=msg_id))
-        repo.append_history(conn, voucher_id=voucher_id, at=now, event="submitted", from_state=None,
-                            to_state=State.ACCEPTED.value, actor=actor, detail={"bank": bank}, msg_id=msg_id)
+        repo.append_history(
+            conn,
+            voucher_id=voucher_id,
+            at=now,
+            event="submitted",
+            from_state=None,
+            to_state=State.ACCEPTED.value,
+            actor=actor,
+            detail={"bank": bank},
+            msg_id=msg_id,
+        )
         accepted.append(Submitted(voucher.key, bank, voucher_id))
     return accepted
 
 
-def submit_quota_notice(conn: Connection, bank: str, notice: QuotaNotice, actor: str, now: datetime,
-                        node: str) -> str:
+def submit_quota_notice(conn: Connection, bank: str, notice: QuotaNotice, actor: str, now: datetime, node: str) -> str:
     """Grant the quota lines of a 5106 (once per notice) and forward the notice to the bank."""
-    problems = [p for p in rules.check(Message(Head(msg_no="5106", msg_id="x", msg_ref="x", src="x", des="x",
-                                                    work_date=notice.vou_date, send_time=datetime(2000, 1, 1)),
-                                               notice)) if not p.field.startswith("Head/")]
+    problems = [
+        p
+        for p in rules.check(
+            Message(
+                Head(
+                    msg_no="5106",
+                    msg_id="x",
+                    msg_ref="x",
+                    src="x",
+                    des="x",
+                    work_date=notice.vou_date,
+                    send_time=datetime(2000, 1, 1),
+                ),
+                notice,
+            )
+        )
+        if not p.field.startswith("Head/")
+    ]
     if problems:
         raise ValidationError(problems)
     if not repo.record_quota_notice(conn, notice, now):
-        raise ValidationError([Problem("QuotaNotice/VoucherNo", f"quota notice {notice.voucher_no} was already applied")])
+        raise ValidationError(
+            [Problem("QuotaNotice/VoucherNo", f"quota notice {notice.voucher_no} was already applied")]
+        )
     for line in notice.lines:
         repo.grant_quota(conn, notice.adm_div_code, notice.st_year, line.agency_code, line.quota_amt_fen, now)
     return enqueue(conn, bank, node, notice, now, notice.vou_date)
@@ -239,8 +329,11 @@ def cancel(conn: Connection, key: VoucherKey, actor: str, reason: str, now: date
         new = _transition(conn, row, Event.CANCEL, now, actor, {"reason": reason})
     except IllegalTransition as exc:
         raise Refused(str(exc)) from None
-    conn.execute(update(outbox).where(outbox.c.voucher_id == row["id"], outbox.c.state == "PENDING")
-                 .values(state="NACKED", add_word="cancelled before sending"))
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.voucher_id == row["id"], outbox.c.state == "PENDING")
+        .values(state="NACKED", add_word="cancelled before sending")
+    )
     _release_quota_of(conn, row, row["amount_fen"], now)
     return new
 
@@ -253,42 +346,99 @@ def _release_quota_of(conn: Connection, row: RowMapping, amount_fen: int, now: d
 # --- bank side: requests ----------------------------------------------------------------------------------------
 
 
-def archive_inbound(conn: Connection, bank: str, connection_id: str, item: Inbound, now: datetime,
-                    result: int | None = None, voucher_id: int | None = None) -> None:
+def archive_inbound(
+    conn: Connection,
+    bank: str,
+    connection_id: str,
+    item: Inbound,
+    now: datetime,
+    result: int | None = None,
+    voucher_id: int | None = None,
+) -> None:
     """Archive a verified inbound message byte for byte (PROTOCOL.md §6)."""
     head = item.message.head
-    conn.execute(insert(archive).values(
-        at=now, direction="in", bank_code=bank, connection_id=connection_id, msg_id=head.msg_id,
-        msg_no=head.msg_no, voucher_id=voucher_id, raw=item.raw, verified=True, verify_detail="ok",
-        result_code=result,
-    ))
+    conn.execute(
+        insert(archive).values(
+            at=now,
+            direction="in",
+            bank_code=bank,
+            connection_id=connection_id,
+            msg_id=head.msg_id,
+            msg_no=head.msg_no,
+            voucher_id=voucher_id,
+            raw=item.raw,
+            verified=True,
+            verify_detail="ok",
+            result_code=result,
+        )
+    )
 
 
-def archive_rejection(conn: Connection, bank: str, connection_id: str, raw: bytes, msg_id: str, msg_no: str,
-                      verified: bool | None, detail: str, result: int, reply_frame: bytes, now: datetime) -> None:
+def archive_rejection(
+    conn: Connection,
+    bank: str,
+    connection_id: str,
+    raw: bytes,
+    msg_id: str,
+    msg_no: str,
+    verified: bool | None,
+    detail: str,
+    result: int,
+    reply_frame: bytes,
+    now: datetime,
+) -> None:
     """Every rejection is recorded: the document as received, why, and the reply we sent."""
-    conn.execute(insert(archive).values(
-        at=now, direction="in", bank_code=bank, connection_id=connection_id, msg_id=msg_id or None,
-        msg_no=msg_no or None, raw=raw, verified=verified, verify_detail=detail[:2000], result_code=result,
-    ))
+    conn.execute(
+        insert(archive).values(
+            at=now,
+            direction="in",
+            bank_code=bank,
+            connection_id=connection_id,
+            msg_id=msg_id or None,
+            msg_no=msg_no or None,
+            raw=raw,
+            verified=verified,
+            verify_detail=detail[:2000],
+            result_code=result,
+        )
+    )
     archive_outbound_frame(conn, bank, connection_id, reply_frame, now)
 
 
-def archive_outbound_frame(conn: Connection, bank: str, connection_id: str | None, frame: bytes,
-                           now: datetime, msg_id: str | None = None, msg_no: str | None = None,
-                           voucher_id: int | None = None) -> None:
+def archive_outbound_frame(
+    conn: Connection,
+    bank: str,
+    connection_id: str | None,
+    frame: bytes,
+    now: datetime,
+    msg_id: str | None = None,
+    msg_no: str | None = None,
+    voucher_id: int | None = None,
+) -> None:
     """Archive what we sent, byte for byte."""
-    conn.execute(insert(archive).values(
-        at=now, direction="out", bank_code=bank, connection_id=connection_id, msg_id=msg_id, msg_no=msg_no,
-        voucher_id=voucher_id, raw=frame, verified=None,
-    ))
+    conn.execute(
+        insert(archive).values(
+            at=now,
+            direction="out",
+            bank_code=bank,
+            connection_id=connection_id,
+            msg_id=msg_id,
+            msg_no=msg_no,
+            voucher_id=voucher_id,
+            raw=frame,
+            verified=None,
+        )
+    )
 
 
 def handle_request(conn: Connection, bank: str, connection_id: str, item: Inbound, now: datetime) -> Outcome:
     """A bank's request (receipt, return, …): idempotent by MsgId, applied and recorded in this transaction."""
     head = item.message.head
-    seen = conn.execute(select(inbound).where(inbound.c.bank_code == bank, inbound.c.msg_id == head.msg_id)
-                        ).mappings().first()
+    seen = (
+        conn.execute(select(inbound).where(inbound.c.bank_code == bank, inbound.c.msg_id == head.msg_id))
+        .mappings()
+        .first()
+    )
     if seen is not None:
         if seen["content_digest"] == item.content_digest:
             archive_inbound(conn, bank, connection_id, item, now, seen["result"])
@@ -302,12 +452,24 @@ def handle_request(conn: Connection, bank: str, connection_id: str, item: Inboun
         result, add_word = OK, ""
     except Refused as exc:
         savepoint.rollback()
-        events, kick, voucher_id = [("alert", {"bank": bank, "msg_id": head.msg_id, "reason": exc.add_word})], False, None
+        events, kick, voucher_id = (
+            [("alert", {"bank": bank, "msg_id": head.msg_id, "reason": exc.add_word})],
+            False,
+            None,
+        )
         result, add_word = int(ResultCode.REFUSED), exc.add_word
-    conn.execute(insert(inbound).values(
-        bank_code=bank, msg_id=head.msg_id, msg_no=head.msg_no, content_digest=item.content_digest, result=result,
-        add_word=add_word, reply_msg_no="9120", received_at=now,
-    ))
+    conn.execute(
+        insert(inbound).values(
+            bank_code=bank,
+            msg_id=head.msg_id,
+            msg_no=head.msg_no,
+            content_digest=item.content_digest,
+            result=result,
+            add_word=add_word,
+            reply_msg_no="9120",
+            received_at=now,
+        )
+    )
     archive_inbound(conn, bank, connection_id, item, now, result, voucher_id)
     return Outcome(result, add_word, events, kick)
 
@@ -331,8 +493,14 @@ def _own_voucher(conn: Connection, bank: str, key: VoucherKey) -> RowMapping:
     return row
 
 
-def apply_receipt(conn: Connection, bank: str, receipt: Receipt, msg_id: str, now: datetime, actor: str,
-                  ) -> tuple[Events, bool, int | None]:
+def apply_receipt(
+    conn: Connection,
+    bank: str,
+    receipt: Receipt,
+    msg_id: str,
+    now: datetime,
+    actor: str,
+) -> tuple[Events, bool, int | None]:
     """A receipt (回单): PAID or FAILED, exactly once; a repeat that agrees changes nothing (PROTOCOL.md §5.2)."""
     row = _own_voucher(conn, bank, receipt.key)
     if receipt.pay_amt_fen != row["amount_fen"]:
@@ -341,17 +509,31 @@ def apply_receipt(conn: Connection, bank: str, receipt: Receipt, msg_id: str, no
     state = State(row["state"])
     if state in (State.PAID, State.FAILED, State.RETURNED):
         agrees = (state is not State.FAILED) == paid and (
-            not paid or row["x_agent_business_no"] == receipt.x_agent_business_no)
+            not paid or row["x_agent_business_no"] == receipt.x_agent_business_no
+        )
         if agrees:
             return [], False, row["id"]
         raise Refused(f"receipt contradicts the recorded result {state.value} of {receipt.key}")
-    detail = {"x_result": receipt.x_result, "x_agent_business_no": receipt.x_agent_business_no,
-              "x_pay_amt_fen": receipt.x_pay_amt_fen, "x_add_word": receipt.x_add_word}
+    detail = {
+        "x_result": receipt.x_result,
+        "x_agent_business_no": receipt.x_agent_business_no,
+        "x_pay_amt_fen": receipt.x_pay_amt_fen,
+        "x_add_word": receipt.x_add_word,
+    }
     try:
         new = _transition(
-            conn, row, Event.PAID if paid else Event.FAILED, now, actor, detail, msg_id,
-            x_agent_business_no=receipt.x_agent_business_no, x_pay_date=receipt.x_pay_date,
-            x_pay_amt_fen=receipt.x_pay_amt_fen, reason=receipt.x_add_word, deadline_at=None,
+            conn,
+            row,
+            Event.PAID if paid else Event.FAILED,
+            now,
+            actor,
+            detail,
+            msg_id,
+            x_agent_business_no=receipt.x_agent_business_no,
+            x_pay_date=receipt.x_pay_date,
+            x_pay_amt_fen=receipt.x_pay_amt_fen,
+            reason=receipt.x_add_word,
+            deadline_at=None,
         )
     except IllegalTransition as exc:
         raise Refused(str(exc)) from None
@@ -360,14 +542,24 @@ def apply_receipt(conn: Connection, bank: str, receipt: Receipt, msg_id: str, no
     elif receipt.x_pay_amt_fen < row["amount_fen"]:
         _release_quota_of(conn, row, row["amount_fen"] - receipt.x_pay_amt_fen, now)
     # a receipt proves delivery: the voucher's message needs no more resending
-    conn.execute(update(outbox).where(outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"],
-                                      outbox.c.state.in_(("PENDING", "SENT")))
-                 .values(state="ACKED", acked_at=now, result_code=OK))
+    conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"], outbox.c.state.in_(("PENDING", "SENT"))
+        )
+        .values(state="ACKED", acked_at=now, result_code=OK)
+    )
     return [_event(row, new, serial=receipt.x_agent_business_no)], True, row["id"]
 
 
-def apply_return(conn: Connection, bank: str, notice: ReturnNotice, msg_id: str, now: datetime, actor: str,
-                 ) -> tuple[Events, bool, int | None]:
+def apply_return(
+    conn: Connection,
+    bank: str,
+    notice: ReturnNotice,
+    msg_id: str,
+    now: datetime,
+    actor: str,
+) -> tuple[Events, bool, int | None]:
     """A 2252: part or all of a paid voucher came back; never more than was paid (PROTOCOL.md §5.3)."""
     row = _own_voucher(conn, bank, notice.original_key)
     amount = -notice.pay_amt_fen
@@ -381,9 +573,21 @@ def apply_return(conn: Connection, bank: str, notice: ReturnNotice, msg_id: str,
     if returned > paid:
         raise Refused(f"returns of {returned} fen would exceed the {paid} fen paid")
     event = Event.RETURNED_ALL if returned == paid else Event.RETURNED_PART
-    new = _transition(conn, row, event, now, actor,
-                      {"notice": notice.voucher_no, "amount_fen": amount, "reason": notice.remark,
-                       "x_agent_business_no": notice.x_agent_business_no}, msg_id, returned_fen=returned)
+    new = _transition(
+        conn,
+        row,
+        event,
+        now,
+        actor,
+        {
+            "notice": notice.voucher_no,
+            "amount_fen": amount,
+            "reason": notice.remark,
+            "x_agent_business_no": notice.x_agent_business_no,
+        },
+        msg_id,
+        returned_fen=returned,
+    )
     _release_quota_of(conn, row, amount, now)
     return [_event(row, new, returned_fen=returned)], False, row["id"]
 
@@ -395,8 +599,11 @@ def handle_bank_reply(conn: Connection, bank: str, connection_id: str, item: Inb
     """A 9120 or 9102 answering one of our messages: settle the outbox row, move the voucher."""
     head, body = item.message.head, item.message.body
     archive_inbound(conn, bank, connection_id, item, now)
-    row = conn.execute(select(outbox).where(outbox.c.bank_code == bank, outbox.c.msg_id == head.msg_ref)
-                       ).mappings().first()
+    row = (
+        conn.execute(select(outbox).where(outbox.c.bank_code == bank, outbox.c.msg_id == head.msg_ref))
+        .mappings()
+        .first()
+    )
     if row is None:
         return Outcome(OK, events=[("alert", {"bank": bank, "reason": f"reply to unknown MsgId {head.msg_ref!r}"})])
     events: Events = []
@@ -406,15 +613,25 @@ def handle_bank_reply(conn: Connection, bank: str, connection_id: str, item: Inb
         state = "ACKED" if body.result == OK else "NACKED"
         if row["state"] in ("ACKED", "NACKED"):
             return Outcome(OK)  # a duplicate answer
-        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-            state=state, acked_at=now, result_code=body.result, add_word=body.add_word))
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row["id"])
+            .values(state=state, acked_at=now, result_code=body.result, add_word=body.add_word)
+        )
         if row["voucher_id"] is not None and row["msg_no"] in ("5201", "8202"):
             voucher = repo.get_voucher_row(conn, row["voucher_id"])
             event = Event.ACK if body.result == OK else Event.NAK
             try:
-                new = _transition(conn, voucher, event, now, f"bank:{bank}",
-                                  {"result": body.result, "add_word": body.add_word}, head.msg_id,
-                                  **({"reason": body.add_word} if event is Event.NAK else {}))
+                new = _transition(
+                    conn,
+                    voucher,
+                    event,
+                    now,
+                    f"bank:{bank}",
+                    {"result": body.result, "add_word": body.add_word},
+                    head.msg_id,
+                    **({"reason": body.add_word} if event is Event.NAK else {}),
+                )
             except IllegalTransition:
                 return Outcome(OK)  # e.g. the receipt overtook the acknowledgement: nothing to change
             if new is State.REJECTED:
@@ -435,18 +652,32 @@ def apply_status(conn: Connection, bank: str, status: StatusReply, msg_id: str, 
     detail = {"x_status": status.x_status, "x_add_word": status.x_add_word}
     if status.x_status == 2:
         assert status.x_pay_amt_fen is not None
-        new = _transition(conn, row, Event.PAID, now, actor, detail, msg_id,
-                          x_agent_business_no=status.x_agent_business_no, x_pay_date=status.x_pay_date,
-                          x_pay_amt_fen=status.x_pay_amt_fen, deadline_at=None)
+        new = _transition(
+            conn,
+            row,
+            Event.PAID,
+            now,
+            actor,
+            detail,
+            msg_id,
+            x_agent_business_no=status.x_agent_business_no,
+            x_pay_date=status.x_pay_date,
+            x_pay_amt_fen=status.x_pay_amt_fen,
+            deadline_at=None,
+        )
     elif status.x_status == 3:
-        new = _transition(conn, row, Event.FAILED, now, actor, detail, msg_id, reason=status.x_add_word,
-                          deadline_at=None)
+        new = _transition(
+            conn, row, Event.FAILED, now, actor, detail, msg_id, reason=status.x_add_word, deadline_at=None
+        )
         _release_quota_of(conn, row, row["amount_fen"], now)
     elif status.x_status == 0:
         # The bank never received it: sending it again (same MsgId, same bytes) is now safe.
         new = _transition(conn, row, Event.STATUS_NOT_RECEIVED, now, actor, detail, msg_id, deadline_at=None)
-        conn.execute(update(outbox).where(outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"])
-                     .values(state="PENDING", next_attempt_at=now))
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"])
+            .values(state="PENDING", next_attempt_at=now)
+        )
     else:
         new = _transition(conn, row, Event.STATUS_PENDING, now, actor, detail, msg_id)
     return [_event(row, new)]
@@ -455,7 +686,9 @@ def apply_status(conn: Connection, bank: str, status: StatusReply, msg_id: str, 
 # --- the dispatcher's store work ----------------------------------------------------------------------------------
 
 
-def claim_outbox(conn: Connection, bank: str, now: datetime, limit: int, node_id: str, resend: bool) -> list[OutboxItem]:
+def claim_outbox(
+    conn: Connection, bank: str, now: datetime, limit: int, node_id: str, resend: bool
+) -> list[OutboxItem]:
     """Outbound messages due for `bank`: new ones, unacknowledged ones past their backoff, and on a fresh
     sign-on (`resend`) every unacknowledged one, oldest first, with their MsgId and first bytes kept."""
     due = and_(outbox.c.state.in_(("PENDING", "SENT")), outbox.c.next_attempt_at <= now)
@@ -475,51 +708,107 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
     for row in conn.execute(select(outbox).where(outbox.c.id.in_(list(wires)))).mappings().all():
         attempts = row["attempts"] + 1
         backoff = min(settings.resend_backoff_max_s, settings.ack_timeout_s * (2 ** (attempts - 1)))
-        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-            state="SENT", attempts=attempts, wire=row["wire"] or wires[row["id"]], last_sent_at=now,
-            next_attempt_at=now + timedelta(seconds=backoff)))
-        archive_outbound_frame(conn, bank, None, wires[row["id"]], now, row["msg_id"], row["msg_no"],
-                               row["voucher_id"])
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row["id"])
+            .values(
+                state="SENT",
+                attempts=attempts,
+                wire=row["wire"] or wires[row["id"]],
+                last_sent_at=now,
+                next_attempt_at=now + timedelta(seconds=backoff),
+            )
+        )
+        archive_outbound_frame(conn, bank, None, wires[row["id"]], now, row["msg_id"], row["msg_no"], row["voucher_id"])
         if row["voucher_id"] is not None and row["msg_no"] in ("5201", "8202"):
             voucher = repo.get_voucher_row(conn, row["voucher_id"])
             if voucher["state"] == State.ACCEPTED.value:
-                new = _transition(conn, voucher, Event.DISPATCH, now, "system:dispatcher", {"attempt": attempts},
-                                  row["msg_id"], sent_at=now,
-                                  deadline_at=now + timedelta(seconds=settings.receipt_deadline_s))
+                new = _transition(
+                    conn,
+                    voucher,
+                    Event.DISPATCH,
+                    now,
+                    "system:dispatcher",
+                    {"attempt": attempts},
+                    row["msg_id"],
+                    sent_at=now,
+                    deadline_at=now + timedelta(seconds=settings.receipt_deadline_s),
+                )
                 events.append(_event(voucher, new))
             elif voucher["state"] == State.SENT.value:
-                repo.append_history(conn, voucher_id=voucher["id"], at=now, event="resent", from_state="SENT",
-                                    to_state="SENT", actor="system:dispatcher", detail={"attempt": attempts},
-                                    msg_id=row["msg_id"])
+                repo.append_history(
+                    conn,
+                    voucher_id=voucher["id"],
+                    at=now,
+                    event="resent",
+                    from_state="SENT",
+                    to_state="SENT",
+                    actor="system:dispatcher",
+                    detail={"attempt": attempts},
+                    msg_id=row["msg_id"],
+                )
     return events
 
 
 def tick(conn: Connection, now: datetime, settings: PaymentSettings, node: str = "") -> Events:
     """Vouchers past their deadline go IN_DOUBT and the bank is asked (9101); in-doubt ones are asked again."""
     events: Events = []
-    late = conn.execute(select(vouchers).where(
-        vouchers.c.state.in_((State.SENT.value, State.DELIVERED.value, State.IN_DOUBT.value)),
-        vouchers.c.deadline_at <= now,
-    ).order_by(vouchers.c.id).limit(500)).mappings().all()
+    late = (
+        conn.execute(
+            select(vouchers)
+            .where(
+                vouchers.c.state.in_((State.SENT.value, State.DELIVERED.value, State.IN_DOUBT.value)),
+                vouchers.c.deadline_at <= now,
+            )
+            .order_by(vouchers.c.id)
+            .limit(500)
+        )
+        .mappings()
+        .all()
+    )
     for row in late:
         next_ask = now + timedelta(seconds=settings.status_query_interval_s)
         if row["state"] != State.IN_DOUBT.value:
             new = _transition(conn, row, Event.DEADLINE, now, "system:deadline", {}, None, deadline_at=next_ask)
             # In doubt: stop resending the voucher itself; only the bank's answer settles it.
-            conn.execute(update(outbox).where(outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"],
-                                              outbox.c.state.in_(("PENDING", "SENT")))
-                         .values(state="NACKED", add_word="in doubt: asking the bank (9101)"))
+            conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.voucher_id == row["id"],
+                    outbox.c.msg_no == row["vt_code"],
+                    outbox.c.state.in_(("PENDING", "SENT")),
+                )
+                .values(state="NACKED", add_word="in doubt: asking the bank (9101)")
+            )
             events.append(_event(row, new))
         else:
             repo.update_voucher(conn, row["id"], row["version"], now, deadline_at=next_ask)
-        open_query = conn.execute(select(func.count()).select_from(outbox).where(
-            outbox.c.voucher_id == row["id"], outbox.c.msg_no == "9101", outbox.c.state.in_(("PENDING", "SENT")),
-        )).scalar_one()
+        open_query = conn.execute(
+            select(func.count())
+            .select_from(outbox)
+            .where(
+                outbox.c.voucher_id == row["id"],
+                outbox.c.msg_no == "9101",
+                outbox.c.state.in_(("PENDING", "SENT")),
+            )
+        ).scalar_one()
         if not open_query:
-            query = StatusQuery(adm_div_code=row["adm_div_code"], st_year=row["st_year"], vt_code=row["vt_code"],
-                                voucher_no=row["voucher_no"])
-            enqueue(conn, row["bank_code"], node or _node(conn), query, now, (now + timedelta(hours=8)).date(),
-                    row["id"], prefix="Q")
+            query = StatusQuery(
+                adm_div_code=row["adm_div_code"],
+                st_year=row["st_year"],
+                vt_code=row["vt_code"],
+                voucher_no=row["voucher_no"],
+            )
+            enqueue(
+                conn,
+                row["bank_code"],
+                node or _node(conn),
+                query,
+                now,
+                (now + timedelta(hours=8)).date(),
+                row["id"],
+                prefix="Q",
+            )
     return events
 
 
