@@ -13,8 +13,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["gateway*", "protocols*", "banks*", "reconciliation*", "certs*", "simulators*"])
-    + ["gateway.store.migrations", "gateway.store.migrations.versions"],
+    packages=[
+        *find_packages(include=["gateway*", "protocols*", "banks*", "reconciliation*", "certs*", "simulators*"]),
+        "gateway.store.migrations",
+        "gateway.store.migrations.versions",
+    ],
     package_data={
         "protocols": ["schemas/*.xsd"],
         "gateway.store": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],

@@ -253,9 +253,9 @@ class Hub:
             return self._archive_only(session, inbound)
         return self._request(session, inbound)
 
-    def _answer_session(self, session: BankSession, inbound: Inbound, reply: Payload) -> defer.Deferred[None]:
+    def _answer_session(self, session: BankSession, inbound: Inbound, reply: Payload) -> defer.Deferred[Any]:
         """Session-level requests (probe, sign-on, sign-off): archived, then answered."""
-        d = self._archive_only(session, inbound)
+        d: defer.Deferred[Any] = self._archive_only(session, inbound)
         d.addCallback(lambda _: self.send_reply(session, reply, inbound.message.head.msg_id))
         d.addCallback(lambda frame: self._archive_out(session, frame, None))
         return d
@@ -302,8 +302,12 @@ class Hub:
                 self.emit(kind, data)
             self.kick(bank)  # type: ignore[arg-type]
 
+        def unavailable(failure: Any) -> None:
+            failure.trap(StoreUnavailable)
+            log.error("store unavailable: %s", failure.value)
+
         d.addCallback(done)
-        d.addErrback(lambda f: f.trap(StoreUnavailable) and log.error("store unavailable: %s", f.value))
+        d.addErrback(unavailable)
         return d.addCallback(lambda _: None)
 
     # --- bytes out: the dispatcher ----------------------------------------------------------------------------
@@ -363,9 +367,9 @@ class Hub:
 
     # --- time-driven work -------------------------------------------------------------------------------------
 
-    def tick(self) -> defer.Deferred[None]:
+    def tick(self) -> defer.Deferred[Any]:
         """Deadlines (IN_DOUBT and status queries) and due resends; then kick every bank with work."""
-        d = self.db.run(service.tick, self.now(), self.config.payments, self.config.node)
+        d: defer.Deferred[Any] = self.db.run(service.tick, self.now(), self.config.payments, self.config.node)
 
         def kick_all(events: list[tuple[str, dict[str, Any]]]) -> None:
             for kind, data in events:

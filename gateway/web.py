@@ -7,7 +7,8 @@ Every `/api/` call needs `Authorization: Bearer <api_token>` (from `gateway.toml
 | GET | /healthz | liveness |
 | POST | /api/vouchers | submit one or a batch: `{"bank": "ICBC", "voucher": {...}}`, `{"vouchers": [...]}`, or an XML
   voucher document (`Content-Type: application/xml`, `?bank=CODE` unless its Head/Des names the bank) |
-| GET | /api/vouchers | list: `state`, `bank`, `agency`, `voucher_no`, `payee`, `min_fen`, `max_fen`, `limit`, `offset` |
+| GET | /api/vouchers | list; filters `state`, `bank`, `agency`, `voucher_no`, `payee`, `min_fen`, `max_fen`,
+  `limit`, `offset` |
 | GET | /api/vouchers/KEY | one voucher with its timeline and messages |
 | POST | /api/vouchers/KEY/cancel | withdraw before sending (`{"reason": "…"}`) |
 | POST | /api/quota-notices | grant quota and forward the 5106: `{"bank": "ICBC", "notice": {...}}` |

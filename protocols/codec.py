@@ -148,7 +148,7 @@ def _read_record(el: etree._Element, cls: type[Any], path: str, problems: list[P
     values: dict[str, Any] = {}
     for attr, element, convert, container, item_cls in _plan(cls):
         if convert is None:  # a list of records inside its container
-            holder = children.get(container)
+            holder = children.get(container or "")
             items = () if holder is None else holder
             values[attr] = tuple(
                 _read_record(item, item_cls, f"{path}/{container}/{element}[{n}]", problems)  # type: ignore[arg-type]

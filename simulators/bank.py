@@ -39,7 +39,6 @@ from protocols.messages import (
     SignOn,
     SignOnReply,
     StatusQuery,
-    StatusReply,
     Voucher,
 )
 from protocols.signature import Signer, Verifier
@@ -84,8 +83,16 @@ class Stats:
 class SimulatedBank:
     """The bank's state, shared by its successive connections."""
 
-    def __init__(self, setup: BankSetup, reactor: Any, *, rules: RuleSet | None = None, seed: int = 0,
-                 ledger: Ledger | None = None, faults: FaultProfile | None = None) -> None:
+    def __init__(
+        self,
+        setup: BankSetup,
+        reactor: Any,
+        *,
+        rules: RuleSet | None = None,
+        seed: int = 0,
+        ledger: Ledger | None = None,
+        faults: FaultProfile | None = None,
+    ) -> None:
         self.setup = setup
         self.reactor = reactor
         self.clock: IReactorTime = reactor
@@ -125,8 +132,9 @@ class SimulatedBank:
     def start(self) -> None:
         """Connect (and reconnect, with backoff, until :meth:`stop`)."""
         self._factory = BankClientFactory(self)
-        self._factory.maxDelay = 5.0
-        self._factory.initialDelay = 0.2
+        self._factory.maxDelay = 5
+        self._factory.initialDelay = 1.0
+        self._factory.factor = 1.5
         self.reactor.connectSSL(self.setup.host, self.setup.port, self._factory, self._tls_options())
 
     def stop(self) -> None:
@@ -153,8 +161,15 @@ class SimulatedBank:
 
     def frame(self, payload: Payload, msg_ref: str | None = None, msg_id: str | None = None) -> tuple[str, bytes]:
         msg_id = msg_id or self.next_msg_id()
-        head = Head(msg_no=payload.msg_no, msg_id=msg_id, msg_ref=msg_ref if msg_ref is not None else msg_id,
-                    src=self.setup.code, des=self.setup.node, work_date=self.today(), send_time=self.now_cst())
+        head = Head(
+            msg_no=payload.msg_no,
+            msg_id=msg_id,
+            msg_ref=msg_ref if msg_ref is not None else msg_id,
+            src=self.setup.code,
+            des=self.setup.node,
+            work_date=self.today(),
+            send_time=self.now_cst(),
+        )
         body = self.dialect.encode(Message(head, payload), self.signer)
         return msg_id, encode_frame(self.dialect.framing, body)
 
@@ -207,7 +222,9 @@ class SimulatedBank:
                 self.stats.acks_received += 1
                 if body.result != 90000:
                     self.stats.rejected_by_gateway += 1
-                    log.warning("%s: gateway refused %s: %s %s", self.setup.code, head.msg_ref, body.result, body.add_word)
+                    log.warning(
+                        "%s: gateway refused %s: %s %s", self.setup.code, head.msg_ref, body.result, body.add_word
+                    )
             return
         if head.msg_id in self.replied:  # the gateway resent something: same answer again
             self.reply(self.replied[head.msg_id], head.msg_id)
@@ -240,8 +257,12 @@ class SimulatedBank:
             return
 
         def execute() -> None:
-            outcome = self.ledger.pay(voucher, self.today(), refuse_reason=decision.refuse_reason,
-                                      failed_details=dict(decision.failed_details) or None)
+            outcome = self.ledger.pay(
+                voucher,
+                self.today(),
+                refuse_reason=decision.refuse_reason,
+                failed_details=dict(decision.failed_details) or None,
+            )
             if outcome.paid:
                 self.stats.paid += 1
             else:
@@ -253,8 +274,9 @@ class SimulatedBank:
             self.emit("paid" if outcome.paid else "refused", {"bank": self.setup.code, "key": str(voucher.key)})
             plan = decision.return_plan
             if plan is not None and outcome.paid:
-                self.clock.callLater(plan.after_s, self._return, voucher, plan.amount_for(outcome.paid_fen),
-                                     plan.reason)
+                self.clock.callLater(
+                    plan.after_s, self._return, voucher, plan.amount_for(outcome.paid_fen), plan.reason
+                )
 
         if decision.receipt_delay_s > 0:
             self.clock.callLater(decision.receipt_delay_s, execute)
@@ -280,8 +302,9 @@ class BankClient(protocol.Protocol):
     def connectionMade(self) -> None:
         self.bank.connection = self
         self.bank.stats.connections += 1
-        _, frame = self.bank.frame(SignOn(bank_code=self.bank.setup.code,
-                                          last_work_date=self.bank.today() - timedelta(days=1)))
+        _, frame = self.bank.frame(
+            SignOn(bank_code=self.bank.setup.code, last_work_date=self.bank.today() - timedelta(days=1))
+        )
         assert self.transport is not None
         self.transport.write(frame)  # sign-on is never subject to the fault plan
 
@@ -299,8 +322,9 @@ class BankClient(protocol.Protocol):
             except ProtocolError as exc:
                 log.error("%s: refused a message from the gateway: %s", self.bank.setup.code, exc)
                 head = self.bank.dialect.peek_head(frame)
-                self.bank.reply(Reply(ori_msg_no=head.msg_no, result=int(exc.result_code), add_word=str(exc)[:200]),
-                                head.msg_id)
+                self.bank.reply(
+                    Reply(ori_msg_no=head.msg_no, result=int(exc.result_code), add_word=str(exc)[:200]), head.msg_id
+                )
                 continue
             self.bank.handle(inbound.message)
 

@@ -159,9 +159,10 @@ def enqueue(
     work_date: Any,
     voucher_id: int | None = None,
     prefix: str = "V",
+    msg_id: str | None = None,
 ) -> str:
     """Put an outbound message into the outbox (same transaction as the change that caused it)."""
-    msg_id = new_msg_id(prefix, now)
+    msg_id = msg_id or new_msg_id(prefix, now)
     head = Head(
         msg_no=payload.msg_no,
         msg_id=msg_id,
@@ -247,40 +248,11 @@ def submit(
                 )
             except QuotaExceeded as exc:
                 raise ValidationError([Problem(f"vouchers[{n}]/PayAmt", f"quota exceeded: {exc}")]) from None
-        voucher_id = conn.execute(
-            insert(vouchers).values(
-                adm_div_code=voucher.adm_div_code,
-                st_year=voucher.st_year,
-                vt_code=voucher.vt_code,
-                voucher_no=voucher.voucher_no,
-                bank_code=bank,
-                business_type_code=voucher.business_type_code,
-                agency_code=voucher.agency_code,
-                agency_name=voucher.agency_name,
-                payee_acct_no=voucher.payee_acct_no,
-                payee_acct_name=voucher.payee_acct_name,
-                amount_fen=voucher.pay_amt_fen,
-                state=State.ACCEPTED.value,
-                document=json.dumps(jsonform.to_json(voucher), ensure_ascii=False),
-                submitted_by=actor,
-                created_at=now,
-                updated_at=now,
-                version=1,
-            )
-        ).inserted_primary_key[0]
-        msg_id = enqueue(conn, bank, node, voucher, now, voucher.vou_date, voucher_id)
-        conn.execute(update(vouchers).where(vouchers.c.id == voucher_id).values(msg_id=msg_id))
-        repo.append_history(
-            conn,
-            voucher_id=voucher_id,
-            at=now,
-            event="submitted",
-            from_state=None,
-            to_state=State.ACCEPTED.value,
-            actor=actor,
-            detail={"bank": bank},
-            msg_id=msg_id,
+        msg_id = new_msg_id("V", now)
+        voucher_id = repo.insert_voucher(
+            conn, voucher, bank_code=bank, submitted_by=actor, at=now, msg_id=msg_id, detail={"bank": bank}
         )
+        enqueue(conn, bank, node, voucher, now, voucher.vou_date, voucher_id, msg_id=msg_id)
         accepted.append(Submitted(voucher.key, bank, voucher_id))
     return accepted
 
