@@ -33,9 +33,7 @@ class StandardDialect(Dialect):
     encoding = "UTF-8"
 
     def _encode(self, message: Message, signer: Signer) -> bytes:
-        root = codec.to_tree(message)
-        etree.indent(root)
-        return signer.sign(root, self.encoding)
+        return signer.sign(codec.to_indented_tree(message), self.encoding)
 
     def decode(self, data: bytes, verifier: Verifier) -> Inbound:
         root = verifier.verify_tree(parse_document(data, self.limits))

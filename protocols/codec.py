@@ -40,6 +40,7 @@ from protocols.messages import (
     Voucher,
     wire_fields,
 )
+from protocols.xmlsafe import serialize
 
 #: MsgNo -> payload type, for every MsgNo whose payload does not depend on VoucherFlag.
 PAYLOAD_BY_MSG_NO: Final[dict[str, type[Payload]]] = {
@@ -107,17 +108,16 @@ def to_tree(message: Message) -> etree._Element:
     return root
 
 
-def serialize(root: etree._Element, encoding: str = "UTF-8") -> bytes:
-    """A document's bytes: the XML declaration as PROTOCOL.md §3 writes it, then the indented tree."""
-    declaration = f'<?xml version="1.0" encoding="{encoding}"?>\n'.encode("ascii")
-    body = etree.tostring(root, encoding=encoding, xml_declaration=False, pretty_print=True)
-    assert isinstance(body, bytes)  # with an explicit encoding lxml returns bytes
-    return declaration + body
+def to_indented_tree(message: Message) -> etree._Element:
+    """The `<Message>` tree indented two spaces per level (readable in the archive; whitespace is signed)."""
+    root = to_tree(message)
+    etree.indent(root)
+    return root
 
 
 def encode(message: Message, encoding: str = "UTF-8") -> bytes:
     """Serialize a canonical message as an unsigned, indented document (with its XML declaration)."""
-    return serialize(to_tree(message), encoding)
+    return serialize(to_indented_tree(message), encoding)
 
 
 # --- decoding -------------------------------------------------------------------------------------------------
