@@ -364,14 +364,18 @@ def all_payloads() -> list[tuple[str, Payload, str]]:
 
 
 def message(payload: Payload, sender: str, seq: int = 1) -> Message:
-    """Wrap a sample payload in a head from `sender` ("gateway" or "bank") with a deterministic MsgId."""
+    """Wrap a sample payload in a head from `sender` ("gateway" or "bank") with a deterministic MsgId.
+
+    A reply (9007, 9009, 9120, 9102) refers, in its MsgRef, to the other side's message of sequence `seq - 1`.
+    """
     src, des = (NODE, BANK) if sender == "gateway" else (BANK, NODE)
     msg_id = f"20261123{src[:4]}{seq:08d}"
+    msg_ref = f"20261123{des[:4]}{seq - 1:08d}" if payload.IS_REPLY else msg_id
     return Message(
         Head(
             msg_no=payload.msg_no,
             msg_id=msg_id,
-            msg_ref=msg_id,
+            msg_ref=msg_ref,
             src=src,
             des=des,
             work_date=WORK_DATE,
