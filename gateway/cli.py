@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as pki_cli
-from gateway.commands import bench, demo, instance, message
+from gateway.commands import bench, demo, instance, message, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki_cli.register(sub)
     bench.register(sub)
     demo.register(sub)
+    simulate.register(sub)
     return parser
 
 

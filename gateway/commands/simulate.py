@@ -1,0 +1,133 @@
+"""`tgw simulate bank`: a simulated agent bank, in its own process, against a running gateway.
+
+It connects as one configured bank of an instance, over mutual TLS with that bank's own certificate and key
+(`DIR/pki/banks/CODE/`), to the address the running gateway wrote to `DIR/run.json`, and speaks the bank's
+configured dialect: it signs on, acknowledges vouchers, pays or refuses them by its rules, sends receipts and
+returns, and reconnects (resending what the gateway has not acknowledged) until SIGINT or SIGTERM. Every random
+choice comes from `--seed` (printed at start, so a run can be repeated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway import config as configuration
+from gateway.config import ConfigError
+
+#: How often the bank logs what it has done so far.
+STATS_INTERVAL_S = 10.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("simulate", help="simulators that connect to a running gateway")
+    ssub = parser.add_subparsers(dest="simulate_command", metavar="WHAT", required=True)
+    bank = ssub.add_parser(
+        "bank",
+        help="a simulated agent bank: connects over mutual TLS as --bank and pays by its rules",
+        description="Runs until SIGINT or SIGTERM. The gateway's address comes from DIR/run.json, written by "
+        "a running `tgw run --config DIR/gateway.toml`.",
+    )
+    bank.add_argument("--config", required=True, type=Path, help="the instance's gateway.toml")
+    bank.add_argument("--bank", required=True, metavar="CODE", help="which configured bank to be")
+    bank.add_argument("--rules", type=Path, help="rules file (TOML or JSON, see simulators/rules.example.toml)")
+    bank.add_argument("--seed", type=int, help="seed of every random choice (default: random, printed)")
+    bank.add_argument("--log-level", default="INFO", help="INFO logs every payment; WARNING only problems")
+    bank.set_defaults(func=run_bank)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"tgw: {message}", file=sys.stderr)
+    return code
+
+
+def run_bank(args: argparse.Namespace) -> int:
+    """Connect and serve until stopped; 0 after a clean stop, 2 when it cannot start."""
+    from simulators.rules import RuleError, RuleSet
+
+    try:
+        cfg = configuration.load(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.bank not in cfg.banks:
+        return _fail(f"{args.bank} is not a bank of {cfg.path} (configured: {', '.join(cfg.banks) or 'none'})")
+    from gateway.app import read_run_file
+
+    info = read_run_file(cfg)
+    if not info or not info.get("bank"):
+        return _fail(f"no {cfg.run_file}: is `tgw run --config {args.config}` running?")
+    host, port = info["bank"]
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    rules = None
+    if args.rules is not None:
+        try:
+            rules = RuleSet.load(args.rules)
+        except RuleError as exc:
+            return _fail(str(exc))
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger(f"tgw.simulate.{args.bank}")
+    print(f"simulated bank {args.bank}: seed {seed}", flush=True)
+
+    from twisted.internet import reactor, task
+
+    from gateway.demo import bank_setup
+    from simulators.bank import SimulatedBank
+
+    setup = bank_setup(cfg, args.bank, (host, int(port)))
+    bank = SimulatedBank(setup, reactor, rules=rules, seed=seed)
+    log.info(
+        "connecting to %s:%d as %s (dialect %s, certificate %s, %d rules)",
+        host,
+        port,
+        args.bank,
+        setup.dialect,
+        setup.cert,
+        len(bank.rules.rules),
+    )
+
+    def event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "signed_on":
+            log.info("signed on (connection %d)", bank.stats.connections)
+        elif kind in ("paid", "refused"):
+            log.info("%s %s", kind, data.get("key"))
+
+    def report() -> None:
+        s = bank.stats
+        state = "connected" if bank.connection is not None and bank.connection.signed_on else "not connected"
+        log.info(
+            "%s; vouchers %d, paid %d, refused %d, receipts %d, returns %d, status replies %d, unacknowledged %d",
+            state,
+            s.vouchers,
+            s.paid,
+            s.refused,
+            s.receipts_sent,
+            s.returns_sent,
+            s.status_replies,
+            len(bank.unacked),
+        )
+
+    bank.listeners.append(event)
+    ticker = task.LoopingCall(report)
+    ticker.clock = reactor
+
+    def shutdown() -> None:
+        log.info("stopping")
+        if ticker.running:
+            ticker.stop()
+        report()
+        bank.stop()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(bank.start)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(ticker.start, STATS_INTERVAL_S, False)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]  # Twisted stops the reactor on SIGINT and SIGTERM
+    return 0

@@ -1,0 +1,700 @@
+"""The engine of `tgw demo` and `tgw bench`: a fresh instance, the gateway, simulated banks and the feeder.
+
+Everything runs in the caller's reactor. :func:`create_instance` makes an instance through the same code path
+as `tgw init` (ports 0, so nothing is fixed); :class:`Simulation` starts the gateway on it, starts one
+:class:`~simulators.bank.SimulatedBank` per configured bank in this process (or waits for banks that connect
+from other processes, as `tgw bench` does), grants quota with one 5106 per bank so that authorized payments
+(8202) are possible, feeds seeded vouchers from the :class:`~simulators.feeder.Feeder` at a fixed rate or in a
+closed loop, and follows every voucher through the hub's `voucher` events. :func:`run_demo` is the whole demo
+and :func:`summary` builds its result, the one dictionary that `tgw demo --json` prints.
+
+Only the command line starts simulators (DESIGN.md "The house"): this module is the command line's engine,
+and nothing else in `gateway/` imports it.
+
+Determinism: the feeder draws from `Random(seed)` and simulated bank *n* (in configuration order) from
+`Random(seed + n)`; vouchers reach each bank in submission order, so which vouchers are generated, for how
+much, and what each bank decides for each of them depend on the seed alone. Timing does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from random import Random
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall
+
+from banks import registry
+from gateway import config as configuration
+from gateway.config import Config
+from gateway.payments import service
+from gateway.store.tables import vouchers
+from protocols.errors import ValidationError
+from protocols.messages import Voucher
+from simulators.bank import BankSetup, SimulatedBank
+from simulators.feeder import Feeder
+from simulators.rules import Delay, Match, Pay, Refuse, ReturnAfter, Rule, RuleSet
+
+log = logging.getLogger(__name__)
+
+#: The agent banks of a demo when `--banks` is not given (Nanning's three, DESIGN.md "What it is for").
+DEFAULT_BANKS: Final = ("ICBC", "CCB", "BOCOM")
+#: States a voucher does not leave on its own (RETURNED follows PAID only if the payee bank sends money back).
+FINAL_STATES: Final = frozenset({"PAID", "FAILED", "REJECTED", "RETURNED", "CANCELLED"})
+#: Every state, in the order the progress display and the summary show them.
+STATES: Final = ("ACCEPTED", "SENT", "DELIVERED", "IN_DOUBT", "PAID", "FAILED", "REJECTED", "RETURNED", "CANCELLED")
+#: Vouchers fed per second by default: slow enough to watch, fast enough to fill the table.
+DEFAULT_RATE_PER_S: Final = 20.0
+#: How many vouchers may be submitted and not final at once (backpressure on the feeder).
+DEFAULT_WINDOW: Final = 512
+#: The most vouchers submitted in one transaction (the finance side's batch).
+DEFAULT_BATCH_MAX: Final = 50
+#: How often the rate feeder wakes up.
+FEED_INTERVAL_S: Final = 0.02
+#: How long to wait for every bank to sign on.
+SIGN_ON_TIMEOUT_S: Final = 30.0
+#: The actor recorded in the history of what the demo submits.
+ACTOR: Final = "demo:feeder"
+
+
+class DemoError(Exception):
+    """The demo cannot run (an instance cannot be created, a bank does not sign on, …); the message says why."""
+
+
+# --- instance -------------------------------------------------------------------------------------------------
+
+
+def dialect_for(code: str) -> str:
+    """The dialect a demo bank speaks: its own (`icbc` for ICBC) when one is registered, else `standard`.
+
+    Checked at run time against :data:`banks.registry.DIALECTS`, so a dialect added there is used at once.
+    """
+    own = code.lower()
+    return own if own in registry.DIALECTS else "standard"
+
+
+def parse_banks(text: str | None) -> list[tuple[str, str]]:
+    """`ICBC,CCB:standard` → [("ICBC", dialect_for("ICBC")), ("CCB", "standard")]; None → the default banks.
+
+    Raises:
+        DemoError: an empty list, a bank named twice, or an unknown dialect.
+    """
+    if text is None:
+        return [(code, dialect_for(code)) for code in DEFAULT_BANKS]
+    banks: list[tuple[str, str]] = []
+    for spec in (s.strip() for s in text.split(",")):
+        if not spec:
+            continue
+        code, _, dialect = spec.partition(":")
+        dialect = dialect or dialect_for(code)
+        try:
+            registry.get(dialect)
+        except registry.UnknownDialect as exc:
+            raise DemoError(f"--banks {spec}: {exc}") from None
+        banks.append((code, dialect))
+    codes = [c for c, _ in banks]
+    if not banks or len(set(codes)) != len(codes):
+        raise DemoError(f"--banks names each bank once, at least one: {text!r}")
+    return banks
+
+
+def create_instance(
+    directory: Path,
+    banks: Sequence[tuple[str, str]],
+    *,
+    database: str = "sqlite:///gateway.db",
+    key_type: str = "rsa",
+) -> Config:
+    """A new instance in `directory` through `tgw init`'s own code path, listening on ports chosen by the OS.
+
+    Raises:
+        DemoError: `tgw init` refused (the directory already holds an instance, a bank code is invalid, …).
+    """
+    from gateway.commands import instance
+
+    args = argparse.Namespace(
+        dir=directory,
+        bank=[f"{code}:{dialect}" for code, dialect in banks],
+        node=configuration.DEFAULT_NODE,
+        bank_port=0,
+        web_port=0,
+        database=database,
+        key_type=key_type,
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = instance.init(args)
+    if code != 0:
+        raise DemoError(err.getvalue().strip().removeprefix("tgw: ") or f"tgw init {directory} failed")
+    return configuration.load(directory / "gateway.toml")
+
+
+def bank_setup(cfg: Config, code: str, address: tuple[str, int]) -> BankSetup:
+    """How bank `code` of an instance connects: its own certificate and key, the CA, the gateway's signing
+    certificate (pinned), its configured dialect, and the gateway's bank address."""
+    host, port = address
+    return BankSetup(
+        code=code,
+        host=host,
+        port=port,
+        node=cfg.node,
+        ca_cert=cfg.ca_cert,
+        cert=cfg.directory / "pki" / "banks" / code / "cert.pem",
+        key=cfg.directory / "pki" / "banks" / code / "key.pem",
+        gateway_signing_cert=cfg.signing_cert,
+        dialect=cfg.banks[code].dialect,
+    )
+
+
+def demo_rules(return_after_s: float = 2.0) -> RuleSet:
+    """The demo banks' rules: most vouchers are paid at once; a few payees are refused, some payments are slow,
+    and a few come back after payment, so that the summary shows every outcome.
+
+    The probabilities draw from each bank's seeded generator, so a seed gives the same decisions every time.
+    """
+    return RuleSet(
+        [
+            Rule(
+                Match(probability=0.04),
+                (Refuse("收款账户已冻结"),),
+                "frozen payee account",
+            ),
+            Rule(
+                Match(payee_acct="6*", probability=0.04),
+                (Refuse("收款人户名与账号不符"),),
+                "name and account do not match (personal accounts)",
+            ),
+            Rule(
+                Match(vt_code="5201", probability=0.05),
+                (ReturnAfter(return_after_s, reason="收款人账户已销户"),),
+                "the payee bank sends the money back",
+            ),
+            Rule(
+                Match(amount_min_fen=10_000_000),
+                (Delay(1.5),),
+                "payments of 100,000 yuan and more wait for a second signature",
+            ),
+            Rule(
+                Match(probability=0.10),
+                (Delay(0.4),),
+                "a busy moment at the bank",
+            ),
+            Rule(Match(), (Pay(),), "pay"),
+        ]
+    )
+
+
+class TrackedClock:
+    """The reactor's clock as one simulated bank sees it, counting the bank's timed calls still to come.
+
+    A bank schedules delayed receipts and returns with `callLater`; the demo is settled only when none is left.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._calls: set[IDelayedCall] = set()
+
+    def seconds(self) -> float:
+        return float(self._reactor.seconds())
+
+    def callLater(self, delay: float, fn: Callable[..., Any], *args: Any, **kw: Any) -> IDelayedCall:
+        call: IDelayedCall = self._reactor.callLater(delay, fn, *args, **kw)
+        self._calls.add(call)
+        return call
+
+    def getDelayedCalls(self) -> list[IDelayedCall]:
+        return [c for c in self._calls if c.active()]
+
+    @property
+    def pending(self) -> int:
+        """Timed calls scheduled and not yet run."""
+        self._calls = {c for c in self._calls if c.active()}
+        return len(self._calls)
+
+
+# --- following the vouchers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """Every voucher submitted in this run: bank, last state, and when it was submitted and became final.
+
+    Fed by the hub's `voucher` events. The store may report changes of one voucher out of order when it runs
+    several threads (PostgreSQL), so a final state is never replaced by a non-final one.
+    """
+
+    clock: Callable[[], float] = time.perf_counter
+    bank_of: dict[str, str] = field(default_factory=dict)
+    state_of: dict[str, str] = field(default_factory=dict)
+    submitted_at: dict[str, float] = field(default_factory=dict)
+    final_at: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, collections.Counter[str]] = field(default_factory=dict)
+    final: int = 0
+    refused_batches: int = 0
+    listeners: list[Callable[[str, str], None]] = field(default_factory=list)
+
+    def submitted(self, key: str, bank: str, at: float) -> None:
+        self.bank_of[key] = bank
+        self.submitted_at[key] = at
+        self._set(key, "ACCEPTED")
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        """A hub event; only `voucher` events of vouchers of this run count."""
+        if kind != "voucher":
+            return
+        key = data.get("key")
+        state = data.get("state")
+        if not isinstance(key, str) or not isinstance(state, str) or key not in self.bank_of:
+            return
+        old = self.state_of.get(key)
+        if old in FINAL_STATES and state not in FINAL_STATES:
+            return  # a late report of an earlier step (see the class docstring)
+        self._set(key, state)
+
+    def _set(self, key: str, state: str) -> None:
+        old = self.state_of.get(key)
+        if old == state:
+            return
+        bank = self.bank_of[key]
+        counter = self.counts.setdefault(bank, collections.Counter())
+        if old is not None:
+            counter[old] -= 1
+        counter[state] += 1
+        self.state_of[key] = state
+        if state in FINAL_STATES and key not in self.final_at:
+            self.final_at[key] = self.clock()
+            self.final += 1
+        for listener in list(self.listeners):
+            listener(key, state)
+
+    @property
+    def total(self) -> int:
+        return len(self.bank_of)
+
+    @property
+    def outstanding(self) -> int:
+        """Submitted and not final yet."""
+        return self.total - self.final
+
+    def latencies_s(self, keys: Iterable[str] | None = None) -> list[float]:
+        """Submit → PAID latencies (of all vouchers, or of `keys`) that were paid; a return later does not count."""
+        chosen = self.submitted_at if keys is None else keys
+        return [
+            self.final_at[k] - self.submitted_at[k]
+            for k in chosen
+            if k in self.final_at and self.state_of.get(k) in ("PAID", "RETURNED")
+        ]
+
+
+# --- the simulation -------------------------------------------------------------------------------------------
+
+
+class Simulation:
+    """A gateway on an instance, its banks, and the feeder, in one reactor.
+
+    Args:
+        cfg: the instance (from :func:`create_instance`).
+        reactor: the reactor everything runs in.
+        seed: the seed of the feeder and of the in-process banks.
+        rules: the in-process banks' rules (default: pay everything).
+        in_process_banks: start a simulated bank per configured bank here; if False the banks are expected to
+            connect from elsewhere (`tgw simulate bank`), and :meth:`start` waits for them to sign on.
+        web: also serve the HTTP API (on a port chosen by the OS).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        reactor: Any,
+        *,
+        seed: int,
+        rules: RuleSet | None = None,
+        in_process_banks: bool = True,
+        web: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.reactor = reactor
+        self.seed = seed
+        self.rules = rules or RuleSet()
+        self.in_process_banks = in_process_banks
+        self.web = web
+        self.running: Any = None
+        self.banks: list[SimulatedBank] = []
+        self.clocks: dict[str, TrackedClock] = {}
+        self.tracker = Tracker()
+        self.feeder: Feeder | None = None
+        self.quota_notices = 0
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self._vouchers_digest = hashlib.sha256()
+        self.amount_fen_submitted = 0
+        self._submitting = False
+        self._stopped = False
+
+    @property
+    def bank_codes(self) -> list[str]:
+        return list(self.cfg.banks)
+
+    def work_date(self) -> date:
+        assert self.running is not None
+        d: date = self.running.hub.work_date()
+        return d
+
+    @defer.inlineCallbacks
+    def start(self) -> Any:
+        """Start the gateway (and the in-process banks), wait until every bank has signed on, grant quota."""
+        from gateway import app
+
+        self.running = app.start(self.cfg, self.reactor, web=self.web)
+        self.running.hub.listeners.append(self.tracker.event)
+        address = self.running.bank_address
+        if self.in_process_banks:
+            for n, code in enumerate(self.bank_codes):
+                bank = SimulatedBank(
+                    bank_setup(self.cfg, code, address), self.reactor, rules=self.rules, seed=self.seed + n
+                )
+                clock = TrackedClock(self.reactor)
+                bank.clock = clock  # type: ignore[assignment]  # an IReactorTime in all but name
+                self.clocks[code] = clock
+                bank.start()
+                self.banks.append(bank)
+        yield self.wait_signed_on()
+        today = self.work_date()
+        self.feeder = Feeder(Random(self.seed), st_year=today.year, banks=self.bank_codes)
+        hub = self.running.hub
+        for code in self.bank_codes:
+            notice = self.feeder.quota_notice(code, today)
+            yield hub.run_in_store(service.submit_quota_notice, code, notice, ACTOR, hub.now(), self.cfg.node)
+            self.quota_notices += 1
+            hub.kick(code)
+
+    @defer.inlineCallbacks
+    def wait_signed_on(self, timeout_s: float = SIGN_ON_TIMEOUT_S) -> Any:
+        """Fires when every configured bank has a signed-on session."""
+        hub = self.running.hub
+        deadline = self.reactor.seconds() + timeout_s
+        while not all(hub.live_sessions(code) for code in self.bank_codes):
+            if self.reactor.seconds() > deadline:
+                missing = [c for c in self.bank_codes if not hub.live_sessions(c)]
+                raise DemoError(f"no sign-on within {timeout_s:g} s from {', '.join(missing)}")
+            yield task.deferLater(self.reactor, 0.02, lambda: None)
+
+    # --- feeding --------------------------------------------------------------------------------------------
+
+    def next_vouchers(self, count: int) -> list[tuple[str, Voucher]]:
+        """The feeder's next `count` vouchers for the gateway's work date."""
+        assert self.feeder is not None
+        today = self.work_date()
+        return [self.feeder.next_voucher(today) for _ in range(count)]
+
+    def submit(self, items: Sequence[tuple[str, Voucher]]) -> defer.Deferred[Any]:
+        """Submit vouchers in one transaction (as the finance side's batch), then wake the banks' dispatchers."""
+        hub = self.running.hub
+        at = self.tracker.clock()
+        if self.started_at is None:
+            self.started_at = at
+        for bank, voucher in items:
+            self._vouchers_digest.update(f"{bank} {voucher.key} {voucher.pay_amt_fen}\n".encode())
+            self.amount_fen_submitted += voucher.pay_amt_fen
+        d: defer.Deferred[Any] = hub.run_in_store(
+            service.submit, list(items), ACTOR, hub.now(), self.cfg.node, self.bank_codes
+        )
+
+        def accepted(done: list[service.Submitted]) -> None:
+            for item in done:
+                self.tracker.submitted(str(item.key), item.bank, at)
+            for bank in {item.bank for item in done}:
+                hub.kick(bank)
+
+        def refused(failure: Any) -> None:
+            failure.trap(ValidationError)
+            self.tracker.refused_batches += 1
+            log.error("the gateway refused a batch of %d vouchers: %s", len(items), failure.value)
+
+        d.addCallbacks(accepted, refused)
+        return d
+
+    def feed(
+        self,
+        total: int | None,
+        *,
+        rate_per_s: float | None = None,
+        window: int = DEFAULT_WINDOW,
+        batch_max: int = DEFAULT_BATCH_MAX,
+        vouchers: Sequence[tuple[str, Voucher]] | None = None,
+    ) -> defer.Deferred[None]:
+        """Submit `total` vouchers (None: until :meth:`stop_feeding`) and fire when the last is submitted.
+
+        With `rate_per_s` the vouchers go out at that rate (open loop: what a finance system does); without it,
+        as fast as the gateway takes them (closed loop: never more than `window` submitted and not final).
+        Either way, at most `window` vouchers are outstanding and one batch is in the store at a time.
+        `vouchers`, if given, are submitted instead of new ones from the feeder (a benchmark generates them
+        before it starts the clock).
+        """
+        done: defer.Deferred[None] = defer.Deferred()
+        start = self.tracker.clock()
+        sent = 0
+        source = iter(vouchers) if vouchers is not None else None
+
+        def tick() -> None:
+            nonlocal sent
+            if self._submitting or self._stopped:
+                return
+            if total is not None and sent >= total:
+                self._feeding.stop()
+                done.callback(None)
+                return
+            room = window - self.tracker.outstanding
+            want = batch_max if rate_per_s is None else int(rate_per_s * (self.tracker.clock() - start)) - sent
+            n = min(room, want, batch_max, (total - sent) if total is not None else batch_max)
+            if n <= 0:
+                return
+            items = [next(source) for _ in range(n)] if source is not None else self.next_vouchers(n)
+            sent += n
+            self._submitting = True
+            d = self.submit(items)
+
+            def submitted(_: Any) -> None:
+                self._submitting = False
+                if rate_per_s is None:
+                    tick()
+
+            d.addBoth(submitted)
+
+        def on_final(key: str, state: str) -> None:
+            if rate_per_s is None and state in FINAL_STATES and not self._submitting:
+                tick()
+
+        self._feeding = task.LoopingCall(tick)
+        self._feeding.clock = self.reactor
+        self._feeding.start(FEED_INTERVAL_S if rate_per_s is not None else 0.05, now=True).addErrback(
+            lambda f: done.errback(f) if not done.called else None
+        )
+        self.tracker.listeners.append(on_final)
+
+        def unhook(result: Any) -> Any:
+            self.tracker.listeners.remove(on_final)
+            return result
+
+        done.addBoth(unhook)
+        return done
+
+    def stop_feeding(self) -> None:
+        feeding = getattr(self, "_feeding", None)
+        if feeding is not None and feeding.running:
+            feeding.stop()
+
+    def settled(self) -> bool:
+        """Every voucher submitted is final, and no in-process bank has anything left to send or to do."""
+        if self.tracker.outstanding or self._submitting:
+            return False
+        return all(not bank.unacked and self.clocks[bank.setup.code].pending == 0 for bank in self.banks)
+
+    @defer.inlineCallbacks
+    def wait_settled(self, poll_s: float = 0.02) -> Any:
+        """Fires once :meth:`settled` holds; the run's end is then the moment its last voucher became final."""
+        while not self.settled():
+            yield task.deferLater(self.reactor, poll_s, lambda: None)
+        final_at = self.tracker.final_at.values()
+        self.stopped_at = max(final_at) if final_at else self.tracker.clock()
+
+    # --- results and stopping ---------------------------------------------------------------------------------
+
+    def store_totals(self) -> defer.Deferred[dict[str, Any]]:
+        """From the store: per bank and state the count, amount, amount paid and returned; and a digest of every
+        voucher's outcome (key, state, paid, returned) in submission order."""
+        return self.running.hub.run_in_store(_store_totals)
+
+    def vouchers_sha256(self) -> str:
+        """Digest of the vouchers generated and submitted in this run (bank, key, amount), in order."""
+        return self._vouchers_digest.hexdigest()
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        """Stop feeding, the banks and the gateway (its listeners, sessions and store threads)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_feeding()
+        for bank in self.banks:
+            bank.stop()
+        if self.running is not None:
+            yield self.running.stop()
+
+
+def _store_totals(conn: Connection) -> dict[str, Any]:
+    c = vouchers.c
+    by_bank: dict[str, dict[str, dict[str, int]]] = {}
+    query = select(
+        c.bank_code,
+        c.state,
+        func.count(),
+        func.coalesce(func.sum(c.amount_fen), 0),
+        func.coalesce(func.sum(c.x_pay_amt_fen), 0),
+        func.coalesce(func.sum(c.returned_fen), 0),
+    ).group_by(c.bank_code, c.state)
+    for bank, state, n, amount, paid, returned in conn.execute(query):
+        by_bank.setdefault(bank, {})[state] = {
+            "count": int(n),
+            "amount_fen": int(amount),
+            "paid_fen": int(paid) if state in ("PAID", "RETURNED") else 0,
+            "returned_fen": int(returned),
+        }
+    digest = hashlib.sha256()
+    for row in conn.execute(
+        select(c.bank_code, c.vt_code, c.voucher_no, c.state, c.x_pay_amt_fen, c.returned_fen).order_by(c.id)
+    ):
+        digest.update(" ".join(str(v) for v in row).encode() + b"\n")
+    return {"banks": by_bank, "outcomes_sha256": digest.hexdigest()}
+
+
+# --- the demo -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What `tgw demo` was asked for."""
+
+    directory: Path
+    seed: int
+    banks: tuple[tuple[str, str], ...]
+    vouchers: int | None = None
+    rate_per_s: float | None = DEFAULT_RATE_PER_S
+    keep: bool = False
+
+
+def summary(sim: Simulation, totals: dict[str, Any], options: DemoOptions, *, interrupted: bool) -> dict[str, Any]:
+    """The demo's result: the one dictionary `tgw demo --json` prints (later issues add keys to it here).
+
+    Counts come from the store (the truth), the ledgers from the simulated banks; elapsed time runs from the
+    first submission to the moment the run settled or was interrupted; throughput is final vouchers per second.
+    """
+    states: collections.Counter[str] = collections.Counter()
+    banks: dict[str, Any] = {}
+    for code in sim.bank_codes:
+        rows = totals["banks"].get(code, {})
+        by_state = {s: rows[s]["count"] for s in STATES if s in rows}
+        states.update(by_state)
+        entry: dict[str, Any] = {
+            "dialect": sim.cfg.banks[code].dialect,
+            "states": by_state,
+            "vouchers": sum(by_state.values()),
+            "final": sum(n for s, n in by_state.items() if s in FINAL_STATES),
+            "paid_fen": sum(r["paid_fen"] for r in rows.values()),
+            "returned_fen": sum(r["returned_fen"] for r in rows.values()),
+        }
+        bank = next((b for b in sim.banks if b.setup.code == code), None)
+        if bank is not None:
+            outcomes = bank.ledger.outcomes()
+            entry["ledger"] = {
+                "executed": len(outcomes),
+                "paid": sum(1 for o in outcomes if o.paid),
+                "refused": sum(1 for o in outcomes if not o.paid),
+                "paid_fen": sum(o.paid_fen for o in outcomes),
+                "returns": len(bank.ledger.returns()),
+                "returned_fen": -sum(r.pay_amt_fen for r in bank.ledger.returns()),
+            }
+            entry["agrees_with_ledger"] = (
+                entry["ledger"]["paid_fen"] == entry["paid_fen"]
+                and entry["ledger"]["returned_fen"] == entry["returned_fen"]
+            )
+            entry["connections"] = bank.stats.connections
+        banks[code] = entry
+    start = sim.started_at
+    end = sim.stopped_at if sim.stopped_at is not None else sim.tracker.clock()
+    elapsed_s = (end - start) if start is not None else 0.0
+    final = sum(n for s, n in states.items() if s in FINAL_STATES)
+    return {
+        "seed": options.seed,
+        "vouchers_submitted": sum(states.values()),
+        "vouchers_final": final,
+        "quota_notices": sim.quota_notices,
+        "amount_fen_submitted": sim.amount_fen_submitted,
+        "states": {s: states[s] for s in STATES if states[s]},
+        "banks": banks,
+        "elapsed_s": round(elapsed_s, 3),
+        "throughput_per_s": round(final / elapsed_s, 2) if elapsed_s > 0 else 0.0,
+        "rate_per_s": options.rate_per_s,
+        "interrupted": interrupted,
+        "ledgers_agree": all(b.get("agrees_with_ledger", True) for b in banks.values()),
+        "vouchers_sha256": sim.vouchers_sha256(),
+        "outcomes_sha256": totals["outcomes_sha256"],
+        "directory": str(options.directory) if options.keep else None,
+    }
+
+
+def run_demo(
+    options: DemoOptions,
+    reactor: Any,
+    *,
+    on_start: Callable[[Simulation], None] | None = None,
+) -> dict[str, Any]:
+    """Run the demo to its end in `reactor` (which must not be running yet) and return its summary.
+
+    The run ends when `options.vouchers` vouchers are final and the banks have nothing left to send, or when
+    the reactor is asked to stop (Ctrl-C: Twisted stops the reactor on SIGINT and SIGTERM); either way the
+    summary is taken from the store before the banks, the gateway and its store threads are stopped.
+
+    Raises:
+        DemoError: the instance could not be created, or the run failed (the message says why).
+    """
+    cfg = create_instance(options.directory, options.banks)
+    sim = Simulation(cfg, reactor, seed=options.seed, rules=demo_rules(), web=True)
+    result: dict[str, Any] = {}
+    errors: list[str] = []
+    finishing: list[defer.Deferred[Any]] = []
+
+    def finish(interrupted: bool) -> defer.Deferred[Any]:
+        if finishing:
+            return finishing[0]
+        if sim.stopped_at is None:
+            sim.stopped_at = sim.tracker.clock()
+        sim.stop_feeding()
+        d: defer.Deferred[Any] = (
+            sim.store_totals() if sim.running is not None else defer.succeed({"banks": {}, "outcomes_sha256": ""})
+        )
+        d.addCallback(lambda totals: result.update(summary(sim, totals, options, interrupted=interrupted)))
+        d.addErrback(lambda f: errors.append(f"summary failed: {f.getErrorMessage()}"))
+        d.addBoth(lambda _: sim.stop())
+        d.addErrback(lambda f: log.warning("stopping: %s", f.getErrorMessage()))
+        finishing.append(d)
+        return d
+
+    @defer.inlineCallbacks
+    def main() -> Any:
+        try:
+            yield sim.start()
+            if on_start is not None:
+                on_start(sim)
+            yield sim.feed(options.vouchers, rate_per_s=options.rate_per_s)
+            if options.vouchers is None:
+                return  # fed until interrupted: the shutdown trigger finishes
+            yield sim.wait_settled()
+            yield finish(interrupted=False)
+        except Exception as exc:
+            if not finishing:
+                errors.append(str(exc) if isinstance(exc, DemoError) else f"{type(exc).__name__}: {exc}")
+                log.debug("demo failed", exc_info=True)
+                yield finish(interrupted=True)
+        if reactor.running:
+            reactor.stop()
+
+    reactor.addSystemEventTrigger("before", "shutdown", finish, True)
+    reactor.callWhenRunning(main)
+    reactor.run()
+    if errors and not result:
+        raise DemoError("; ".join(errors))
+    return result
