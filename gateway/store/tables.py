@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -226,5 +227,71 @@ meta: Final = Table(
     Column("value", Text, nullable=False),
 )
 
+# --- operators of the dashboard (issue 7; migration 0003) -------------------------------------------------------
+
+#: Dashboard roles, least to most trusted (what each may do: :mod:`gateway.auth.roles`).
+OPERATOR_ROLES: Final = ("viewer", "operator", "approver", "admin")
+#: `audit_log.outcome` values: done, refused (a role or a rule said no), failed (an error).
+AUDIT_OUTCOMES: Final = ("ok", "refused", "failed")
+
+operators: Final = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(120), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),  # gateway.auth.passwords: "scrypt$N$r$p$salt$key"
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("failed_logins", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("locked_until", DateTime, nullable=True),  # too many wrong passwords in a row
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("password_changed_at", DateTime, nullable=False),
+    Column("last_login_at", DateTime, nullable=True),
+    CheckConstraint(_in("role", OPERATOR_ROLES), name="role"),
+)
+
+operator_sessions: Final = Table(
+    "operator_sessions",
+    metadata,
+    # sha256 hex of the cookie's random token: a copy of this table lets nobody sign in
+    Column("token_sha256", String(SHA256_HEX_LEN), primary_key=True),
+    Column("operator_id", Integer, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),  # absolute end; idleness is checked too
+    Column("revoked_at", DateTime, nullable=True),
+    Column("remote_addr", String(64), nullable=True),
+    Column("user_agent", String(255), nullable=True),
+)
+
+audit_log: Final = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime, nullable=False, index=True),
+    Column("actor", String(ACTOR_LEN), nullable=False, index=True),  # "operator:alice", "cli:root", "anonymous"
+    Column("action", String(64), nullable=False),  # "login", "voucher.cancel", "cert.revoke", …
+    Column("target", String(128), nullable=True),  # a voucher key, a bank code, a username
+    Column("outcome", String(8), nullable=False),
+    Column("detail", Text, nullable=False),  # canonical JSON text
+    Column("remote_addr", String(64), nullable=True),
+    CheckConstraint(_in("outcome", AUDIT_OUTCOMES), name="outcome"),
+)
+
 #: Every table holding data, parents before children (tests empty them in reverse).
-ALL_TABLES: Final = (vouchers, voucher_history, outbox, inbound, archive, quotas, quota_notices, meta)
+ALL_TABLES: Final = (
+    vouchers,
+    voucher_history,
+    outbox,
+    inbound,
+    archive,
+    quotas,
+    quota_notices,
+    meta,
+    operators,
+    operator_sessions,
+    audit_log,
+)

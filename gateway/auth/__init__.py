@@ -1,0 +1,1 @@
+"""Operators of the dashboard: password hashing, roles and permissions, accounts, sessions and the audit log."""
