@@ -227,6 +227,68 @@ meta: Final = Table(
     Column("value", Text, nullable=False),
 )
 
+# --- official cards (issue 5; migration 0002) --------------------------------------------------------------------
+
+#: Official-card spending states (the machine that moves between them: gateway.cards.machine).
+CARD_STATES: Final = ("RECEIVED", "APPROVED", "REJECTED", "REPAYING", "REPAID")
+
+card_spending: Final = Table(
+    "card_spending",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("spend_id", String(42), nullable=False),  # PROTOCOL.md §5.4: unique per bank
+    # the card number only as the masked form and a keyed hash (gateway.cards.plan); the number itself stays in
+    # the signed 7101 of the archive (bank_code + msg_id), from which a repayment reads it back
+    Column("card_masked", String(19), nullable=False),
+    Column("card_hash", String(SHA256_HEX_LEN), nullable=False, index=True),
+    Column("card_holder", String(120), nullable=False),
+    Column("agency_code", String(20), nullable=False),
+    Column("merchant_name", String(120), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("txn_date", Date, nullable=False),  # as the bank reports them: China Standard Time
+    Column("txn_time", String(6), nullable=False),  # hhmmss
+    Column("auth_code", String(20), nullable=False),
+    Column("limit_date", Date, nullable=False),  # the repayment deadline (LimitDate)
+    Column("state", String(10), nullable=False),
+    Column("reason", Text, nullable=True),  # why rejected, or why the last repayment failed
+    Column("msg_id", String(MSG_ID_LEN), nullable=False),  # the 7101 that first reported it
+    # the repayment voucher it is (or last was) in, and its detail there
+    Column("voucher_id", Integer, ForeignKey("vouchers.id"), nullable=True, index=True),
+    Column("detail_id", String(42), nullable=True),
+    Column("repay_attempts", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("repay_failures", Integer, nullable=False, default=0, server_default=text("0")),
+    # quota held for it since its approval (0 once a repayment voucher carries it, or after a failed one)
+    Column("quota_year", Integer, nullable=True),
+    Column("quota_held_fen", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("reviewed_by", String(ACTOR_LEN), nullable=True),
+    Column("received_at", DateTime, nullable=False),
+    Column("reviewed_at", DateTime, nullable=True),
+    Column("repaid_at", DateTime, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("bank_code", "spend_id"),
+    CheckConstraint(_in("state", CARD_STATES), name="state"),
+    CheckConstraint("amount_fen > 0", name="amount_positive"),
+    CheckConstraint("quota_held_fen >= 0", name="quota_held_nonnegative"),
+    Index(None, "agency_code", "state"),
+    Index(None, "state", "limit_date"),
+)
+
+card_events: Final = Table(
+    "card_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("spending_id", Integer, ForeignKey("card_spending.id"), nullable=False, index=True),
+    Column("at", DateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("from_state", String(10), nullable=True),
+    Column("to_state", String(10), nullable=False),
+    Column("actor", String(ACTOR_LEN), nullable=False),  # "bank:ICBC", "api:finance", "system:cards"
+    Column("detail", Text, nullable=False),  # JSON text; never a card number
+    Column("msg_id", String(MSG_ID_LEN), nullable=True),
+    Column("voucher_id", Integer, ForeignKey("vouchers.id"), nullable=True),
+)
+
 # --- operators of the dashboard (issue 7; migration 0003) -------------------------------------------------------
 
 #: Dashboard roles, least to most trusted (what each may do: :mod:`gateway.auth.roles`).
@@ -291,6 +353,8 @@ ALL_TABLES: Final = (
     quotas,
     quota_notices,
     meta,
+    card_spending,
+    card_events,
     operators,
     operator_sessions,
     audit_log,
