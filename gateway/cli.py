@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as pki_cli
-from gateway.commands import bench, demo, instance, message, simulate
+from gateway.commands import bench, demo, instance, message, simulate, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(sub)
     demo.register(sub)
     simulate.register(sub)
+    users.register(sub)  # issue 7: dashboard accounts
     return parser
 
 
