@@ -33,6 +33,7 @@ setup(
         "SQLAlchemy>=2.0,<2.2",
         "alembic>=1.13",
         "rich>=13",
+        "prometheus-client>=0.20",  # /metrics: the exposition format and histograms (gateway/metrics.py)
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
@@ -42,6 +43,7 @@ setup(
             "hypothesis>=6.100",
             "signxml>=4.0",
             "psycopg[binary]>=3.1",
+            "selenium>=4.20",  # dashboard browser tests, driving Debian's chromium through chromedriver
         ],
         "dev": [
             "ruff>=0.6",
