@@ -34,6 +34,7 @@ from gateway.dbthread import InlineDatabase
 from gateway.hub import Hub
 from gateway.session import BankSession
 from gateway.store import repo
+from gateway.store.db import transaction
 from gateway.store.tables import vouchers
 from protocols import jsonform
 from protocols.framing import STANDARD, FrameDecoder, encode_frame
@@ -260,7 +261,7 @@ def link(hub: Hub, clock: Clock, config: Config, icbc: Bank) -> Iterator[Link]:
 
 
 def voucher_state(engine: Engine, key: VoucherKey) -> str:
-    with engine.connect() as conn:
+    with transaction(engine, read_only=True) as conn:
         record = repo.get_voucher_by_key(conn, key)
     assert record is not None, key
     return record.state
@@ -268,7 +269,7 @@ def voucher_state(engine: Engine, key: VoucherKey) -> str:
 
 def all_chains_verify(engine: Engine) -> bool:
     """Whether the history chain of every voucher in the store proves itself."""
-    with engine.connect() as conn:
+    with transaction(engine, read_only=True) as conn:
         ids = list(conn.execute(select(vouchers.c.id)).scalars())
         return all(repo.verify_chain(conn, voucher_id) for voucher_id in ids)
 
