@@ -23,6 +23,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from certs.pki import load_certificate, load_crl, load_private_key
+from gateway.cards import runtime as cards
 from gateway.config import Config
 from gateway.dbthread import Database
 from gateway.hub import Hub
@@ -101,6 +102,7 @@ class Running:
     def stop(self) -> Any:
         """Stop listening, close bank sessions, let the store thread finish, stop it."""
         self.hub.stop()
+        cards.stop_watch(self.hub)  # official cards (issue 5): the deadline watch
         yield self.bank_port.stopListening()
         if self.web_port is not None:
             yield self.web_port.stopListening()
@@ -127,6 +129,7 @@ def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = Tru
 
         web_port = reactor.listenTCP(config.web_port, Site(build_root(hub)), interface=config.web_host)
     hub.start()
+    cards.start_watch(hub)  # official cards (issue 5): deadlines raised in the log and as counts
     running = Running(hub, db, bank_port, web_port)
     write_run_file(config, running)
     return running

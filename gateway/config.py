@@ -55,6 +55,20 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CardSettings:
+    """Official-card repayment (issue 5, docs/cards.md): `[cards]` in gateway.toml, every key optional.
+
+    `adm_div_code` is the `AdmDivCode` of repayment vouchers and of the quota they draw on; empty means the
+    first six digits of the node code (the finance bureau's administrative division, PROTOCOL.md §3).
+    """
+
+    due_lead_days: int = 5  # a record is "due" this many days before its LimitDate, "overdue" after it
+    check_interval_s: float = 60.0  # how often the deadline watch looks (and logs what became due)
+    max_details: int = 50  # spending records repaid by one voucher at most
+    adm_div_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole instance."""
 
@@ -76,6 +90,7 @@ class Config:
     banks: dict[str, BankConfig] = field(default_factory=dict)
     session: SessionLimits = field(default_factory=SessionLimits)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    cards: CardSettings = field(default_factory=CardSettings)
 
     @property
     def path(self) -> Path:
@@ -115,6 +130,29 @@ def _limits(cls: type[Any], table: dict[str, Any], where: str) -> Any:
     return cls(**values)
 
 
+def _cards(table: dict[str, Any], node: str) -> CardSettings:
+    numbers = {k: v for k, v in table.items() if k != "adm_div_code"}
+    settings: _CardNumbers = _limits(_CardNumbers, numbers, "cards")
+    adm_div_code = _get(table, "adm_div_code", str, "cards", "") or node[:6]
+    if not (adm_div_code.isascii() and adm_div_code.isdigit() and 6 <= len(adm_div_code) <= 12):
+        raise ConfigError(f"cards.adm_div_code must be 6-12 digits, not {adm_div_code!r}")
+    return CardSettings(
+        due_lead_days=settings.due_lead_days,
+        check_interval_s=settings.check_interval_s,
+        max_details=min(settings.max_details, 1000),
+        adm_div_code=adm_div_code,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _CardNumbers:
+    """The numeric `[cards]` settings, checked like every other limit (typed, positive); defaults as above."""
+
+    due_lead_days: int = 5
+    check_interval_s: float = 60.0
+    max_details: int = 50
+
+
 def load(path: Path | str) -> Config:
     """Read and check a `gateway.toml`.
 
@@ -151,9 +189,10 @@ def load(path: Path | str) -> Config:
             signing_cert=rel(_get(table, "signing_cert", str, where, f"pki/banks/{code}/cert.pem")),
             name=_get(table, "name", str, where, code),
         )
+    node = _get(gw, "node", str, "gateway", DEFAULT_NODE)
     return Config(
         directory=directory,
-        node=_get(gw, "node", str, "gateway", DEFAULT_NODE),
+        node=node,
         database_url=database,
         timezone=_get(gw, "timezone", str, "gateway", "Asia/Shanghai"),
         api_token=_get(gw, "api_token", str, "gateway"),
@@ -170,6 +209,7 @@ def load(path: Path | str) -> Config:
         banks=banks,
         session=_limits(SessionLimits, data.get("session", {}), "session"),
         payments=_limits(PaymentSettings, data.get("payments", {}), "payments"),
+        cards=_cards(data.get("cards", {}), node),
     )
 
 
@@ -214,6 +254,10 @@ def render(
         "[payments]",
         "receipt_deadline_s = 300",
         "ack_timeout_s = 30",
+        "",
+        "[cards]",
+        "# official-card spending is raised as due this many days before its repayment deadline (LimitDate)",
+        "due_lead_days = 5",
     ]
     for code, dialect in banks:
         lines += ["", f"[banks.{code}]", f'dialect = "{dialect}"', f'signing_cert = "pki/banks/{code}/cert.pem"']

@@ -453,7 +453,11 @@ def _apply(conn: Connection, bank: str, message: Message, now: datetime) -> tupl
         return apply_receipt(conn, bank, body, message.head.msg_id, now, actor)
     if isinstance(body, ReturnNotice):
         return apply_return(conn, bank, body, message.head.msg_id, now, actor)
-    if isinstance(body, CardSpending | Statement):
+    if isinstance(body, CardSpending):  # official cards (issue 5): gateway/cards/service.py
+        from gateway.cards import service as cards
+
+        return cards.apply_spending(conn, bank, body, message.head.msg_id, now)
+    if isinstance(body, Statement):
         raise Refused(f"{body.msg_no} is not handled by this gateway yet")
     raise Refused(f"a bank does not send {body.msg_no} ({type(body).__name__}) to the gateway")
 
@@ -484,7 +488,7 @@ def apply_receipt(
             not paid or row["x_agent_business_no"] == receipt.x_agent_business_no
         )
         if agrees:
-            return [], False, row["id"]
+            return _card_results(conn, row, receipt, msg_id, now, actor), False, row["id"]
         raise Refused(f"receipt contradicts the recorded result {state.value} of {receipt.key}")
     detail = {
         "x_result": receipt.x_result,
@@ -521,7 +525,22 @@ def apply_receipt(
         )
         .values(state="ACKED", acked_at=now, result_code=OK)
     )
-    return [_event(row, new, serial=receipt.x_agent_business_no)], True, row["id"]
+    events = [
+        _event(row, new, serial=receipt.x_agent_business_no),
+        *_card_results(conn, row, receipt, msg_id, now, actor),
+    ]
+    return events, True, row["id"]
+
+
+def _card_results(
+    conn: Connection, row: RowMapping, receipt: Receipt, msg_id: str, now: datetime, actor: str
+) -> Events:
+    """Official cards (issue 5): a card repayment's per-detail results move its spending records."""
+    if row["business_type_code"] != "2":
+        return []
+    from gateway.cards import service as cards
+
+    return cards.apply_repayment_receipt(conn, row, receipt, msg_id, now, actor)
 
 
 def apply_return(
@@ -637,6 +656,7 @@ def apply_status(conn: Connection, bank: str, status: StatusReply, msg_id: str, 
             x_pay_amt_fen=status.x_pay_amt_fen,
             deadline_at=None,
         )
+        _release_quota_of(conn, row, row["amount_fen"] - status.x_pay_amt_fen, now)  # paid in part, as a receipt
     elif status.x_status == 3:
         new = _transition(
             conn, row, Event.FAILED, now, actor, detail, msg_id, reason=status.x_add_word, deadline_at=None
