@@ -22,6 +22,7 @@ setup(
         "protocols": ["schemas/*.xsd"],
         "gateway.store": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "simulators": ["*.toml"],
+        "gateway.dashboard": ["static/*"],
     },
     include_package_data=True,
     install_requires=[
