@@ -14,6 +14,7 @@ Every `/api/` call needs `Authorization: Bearer <api_token>` (from `gateway.toml
 | POST | /api/quota-notices | grant quota and forward the 5106: `{"bank": "ICBC", "notice": {...}}` |
 | GET | /api/banks | configured banks and their live sessions |
 | GET | /api/archive/ID | one archived message, byte for byte (`application/xml`) |
+| * | /api/cards/… | official cards: spending, review, repayment, deadlines (:mod:`gateway.cards.web`) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from twisted.internet import defer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from gateway.cards import web as cards_web
 from gateway.payments import queries, service
 from gateway.submission import SubmissionError, parse_submission
 from protocols import jsonform
@@ -105,7 +107,10 @@ class Api(Resource):
     @defer.inlineCallbacks
     def _route(self, request: Request, method: str, path: list[str]) -> Any:
         hub = self.hub
-        if path == ["vouchers"] and method == "POST":
+        if path[:1] == ["cards"]:  # official cards (issue 5)
+            status, data = yield cards_web.route(hub, request, method, path[1:])
+            _send(request, status, data)
+        elif path == ["vouchers"] and method == "POST":
             items = parse_submission(
                 self._body(request),
                 request.getHeader(b"content-type") or b"",
