@@ -23,13 +23,13 @@ def _nice_max(value: int) -> int:
 
 def throughput(submitted: Sequence[int], paid: Sequence[int], hour_now: int) -> Html:
     """Vouchers submitted and paid in each hour of today (local time), as grouped bars."""
-    width, height, left, bottom, top = 720, 200, 40, 24, 10
+    width, height, left, bottom, top = 1200, 200, 40, 24, 18
     plot_h = height - bottom - top
     top_value = _nice_max(max([*submitted, *paid, 0]))
     slot = (width - left - 10) / 24
     bar = max(2.0, slot / 2 - 2)
     parts: list[Html] = []
-    for frac in (0, 0.5, 1):
+    for frac in (0, 0.5, 1) if top_value > 1 else (0, 1):
         y = top + plot_h * (1 - frac)
         parts.append(
             h(
@@ -92,7 +92,7 @@ def throughput(submitted: Sequence[int], paid: Sequence[int], hour_now: int) -> 
 
 def states_by_bank(counts: Mapping[str, Mapping[str, int]], banks: Sequence[str]) -> Html:
     """One horizontal bar per bank, split by voucher state, with a legend."""
-    width, row_h, left = 720, 26, 70
+    width, row_h, left = 1200, 26, 70
     rows = list(banks) or ["—"]
     height = row_h * len(rows) + 34
     parts: list[Html] = []
@@ -136,7 +136,7 @@ def states_by_bank(counts: Mapping[str, Mapping[str, int]], banks: Sequence[str]
                 STATE_ZH[state],
             )
         )
-        lx += 78
+        lx += 90
     return h(
         '<svg class="chart" viewBox="0 0 {} {}" width="100%" role="img" aria-label="各银行凭证状态 states by bank">'
         "{}</svg>",

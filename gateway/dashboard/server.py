@@ -283,6 +283,8 @@ class Page(Resource):
                 message_box(kind, text),
                 L("返回总览", "Back to the overview"),
             )
+        if refused:
+            return self.page(session, body, title=("权限不足", "Not permitted"))
         return self.page(session, body, title=("出错了", "Something went wrong") if kind == "error" else None)
 
     def _failed(self, failure: Any, request: Request) -> None:
