@@ -43,7 +43,8 @@ from gateway.config import Config
 from gateway.payments import service
 from gateway.store.tables import vouchers
 from protocols.errors import ValidationError
-from protocols.messages import Voucher
+from protocols.messages import QuotaNotice, Voucher
+from protocols.signature import ECDSA_SHA256, RSA_SHA256
 from simulators.bank import BankSetup, SimulatedBank
 from simulators.feeder import Feeder
 from simulators.rules import Delay, Match, Pay, Refuse, ReturnAfter, Rule, RuleSet
@@ -111,6 +112,56 @@ def parse_banks(text: str | None) -> list[tuple[str, str]]:
     return banks
 
 
+#: The signature method (protocols.signature) each key type of `tgw init --key-type` signs with.
+KEY_METHODS: Final = {"rsa": RSA_SHA256, "ec": ECDSA_SHA256}
+_KEY_NAMES: Final = {"rsa": "RSA", "ec": "ECDSA P-256"}
+
+
+def _methods(dialect: str) -> frozenset[str]:
+    """The signature methods a dialect accepts (every one when it does not say)."""
+    methods: frozenset[str] = getattr(registry.get(dialect), "signature_methods", frozenset(KEY_METHODS.values()))
+    return methods
+
+
+def fit_key_type(banks: Sequence[tuple[str, str]], *, adjust: bool) -> tuple[list[tuple[str, str]], str, list[str]]:
+    """The key type of the instance (one for the gateway and every bank, as `tgw init` makes it) that every
+    bank's dialect accepts, RSA if it can be.
+
+    Some dialects sign with one key type only (`Dialect.signature_methods`). When no key type suits them all
+    and `adjust` is true (the default banks), the key type that suits the most banks is taken and the others
+    speak the standard dialect, which accepts both; each such change is described in the returned notes.
+
+    Returns:
+        (banks with their dialects, key type, notes).
+
+    Raises:
+        DemoError: no key type suits every bank and `adjust` is false.
+    """
+    banks = list(banks)
+    for key_type in KEY_METHODS:
+        if all(KEY_METHODS[key_type] in _methods(d) for _, d in banks):
+            return banks, key_type, []
+    if not adjust:
+        needs = "; ".join(
+            f"{c}:{d} signs with {' or '.join(_KEY_NAMES[k] for k in KEY_METHODS if KEY_METHODS[k] in _methods(d))}"
+            for c, d in banks
+        )
+        raise DemoError(f"no key type suits every bank ({needs}); an instance has one key type (tgw init --key-type)")
+    key_type = max(KEY_METHODS, key=lambda k: sum(KEY_METHODS[k] in _methods(d) for _, d in banks))
+    fitted, notes = [], []
+    for code, dialect in banks:
+        if KEY_METHODS[key_type] in _methods(dialect):
+            fitted.append((code, dialect))
+        else:
+            fitted.append((code, "standard"))
+            notes.append(
+                f"{code} speaks the standard dialect: its own ({dialect}) signs with "
+                f"{' or '.join(_KEY_NAMES[k] for k in KEY_METHODS if KEY_METHODS[k] in _methods(dialect))} only, "
+                f"and this instance's keys are {_KEY_NAMES[key_type]}"
+            )
+    return fitted, key_type, notes
+
+
 def create_instance(
     directory: Path,
     banks: Sequence[tuple[str, str]],
@@ -139,7 +190,27 @@ def create_instance(
         code = instance.init(args)
     if code != 0:
         raise DemoError(err.getvalue().strip().removeprefix("tgw: ") or f"tgw init {directory} failed")
-    return configuration.load(directory / "gateway.toml")
+    cfg = configuration.load(directory / "gateway.toml")
+    check_keys(cfg)
+    return cfg
+
+
+def check_keys(cfg: Config) -> None:
+    """Every bank's dialect accepts the gateway's signing key and the bank's own key (else nothing would sign on).
+
+    Raises:
+        DemoError: naming the bank, its dialect and the key it was given.
+    """
+    from certs.pki import key_type_of, load_certificate
+
+    for code, bank in cfg.banks.items():
+        methods = _methods(bank.dialect)
+        for whose, cert in (("the gateway's signing", cfg.signing_cert), (f"{code}'s", bank.signing_cert)):
+            key_type = key_type_of(load_certificate(cert).public_key()).value
+            if KEY_METHODS.get(key_type) not in methods:
+                raise DemoError(
+                    f"{code}:{bank.dialect} cannot sign or verify with {whose} key ({_KEY_NAMES[key_type]})"
+                )
 
 
 def bank_setup(cfg: Config, code: str, address: tuple[str, int]) -> BankSetup:
@@ -356,26 +427,38 @@ class Simulation:
     @defer.inlineCallbacks
     def start(self) -> Any:
         """Start the gateway (and the in-process banks), wait until every bank has signed on, grant quota."""
+        self.start_gateway()
+        yield self.wait_signed_on()
+        yield self.grant_quota()
+
+    def start_gateway(self) -> None:
+        """The gateway on the instance (it writes `run.json`), and the in-process banks if there are any."""
         from gateway import app
 
         self.running = app.start(self.cfg, self.reactor, web=self.web)
         self.running.hub.listeners.append(self.tracker.event)
         address = self.running.bank_address
-        if self.in_process_banks:
-            for n, code in enumerate(self.bank_codes):
-                bank = SimulatedBank(
-                    bank_setup(self.cfg, code, address), self.reactor, rules=self.rules, seed=self.seed + n
-                )
-                clock = TrackedClock(self.reactor)
-                bank.clock = clock  # type: ignore[assignment]  # an IReactorTime in all but name
-                self.clocks[code] = clock
-                bank.start()
-                self.banks.append(bank)
-        yield self.wait_signed_on()
+        if not self.in_process_banks:
+            return
+        for n, code in enumerate(self.bank_codes):
+            bank = SimulatedBank(
+                bank_setup(self.cfg, code, address), self.reactor, rules=self.rules, seed=self.seed + n
+            )
+            clock = TrackedClock(self.reactor)
+            bank.clock = clock  # type: ignore[assignment]  # an IReactorTime in all but name
+            self.clocks[code] = clock
+            bank.start()
+            self.banks.append(bank)
+
+    @defer.inlineCallbacks
+    def grant_quota(self) -> Any:
+        """One 5106 per bank, before any voucher (so that the feeder can issue authorized payments, 8202)."""
         today = self.work_date()
         self.feeder = Feeder(Random(self.seed), st_year=today.year, banks=self.bank_codes)
         hub = self.running.hub
         for code in self.bank_codes:
+            if not registry.get(self.cfg.banks[code].dialect).supports(QuotaNotice):
+                continue  # no quota at that bank: the feeder sends it direct payments (5201) only
             notice = self.feeder.quota_notice(code, today)
             yield hub.run_in_store(service.submit_quota_notice, code, notice, ACTOR, hub.now(), self.cfg.node)
             self.quota_notices += 1
@@ -458,8 +541,13 @@ class Simulation:
                 done.callback(None)
                 return
             room = window - self.tracker.outstanding
-            want = batch_max if rate_per_s is None else int(rate_per_s * (self.tracker.clock() - start)) - sent
-            n = min(room, want, batch_max, (total - sent) if total is not None else batch_max)
+            remaining = (total - sent) if total is not None else batch_max
+            if rate_per_s is None:  # closed loop: a whole batch once it fits in the window
+                n = min(batch_max, remaining, window)
+                if room < n:
+                    return
+            else:
+                n = min(room, int(rate_per_s * (self.tracker.clock() - start)) - sent, batch_max, remaining)
             if n <= 0:
                 return
             items = [next(source) for _ in range(n)] if source is not None else self.next_vouchers(n)
@@ -574,6 +662,8 @@ class DemoOptions:
     vouchers: int | None = None
     rate_per_s: float | None = DEFAULT_RATE_PER_S
     keep: bool = False
+    key_type: str = "rsa"
+    notes: tuple[str, ...] = ()
 
 
 def summary(sim: Simulation, totals: dict[str, Any], options: DemoOptions, *, interrupted: bool) -> dict[str, Any]:
@@ -619,6 +709,8 @@ def summary(sim: Simulation, totals: dict[str, Any], options: DemoOptions, *, in
     final = sum(n for s, n in states.items() if s in FINAL_STATES)
     return {
         "seed": options.seed,
+        "key_type": options.key_type,
+        "notes": list(options.notes),
         "vouchers_submitted": sum(states.values()),
         "vouchers_final": final,
         "quota_notices": sim.quota_notices,
@@ -651,7 +743,7 @@ def run_demo(
     Raises:
         DemoError: the instance could not be created, or the run failed (the message says why).
     """
-    cfg = create_instance(options.directory, options.banks)
+    cfg = create_instance(options.directory, options.banks, key_type=options.key_type)
     sim = Simulation(cfg, reactor, seed=options.seed, rules=demo_rules(), web=True)
     result: dict[str, Any] = {}
     errors: list[str] = []
@@ -695,6 +787,6 @@ def run_demo(
     reactor.addSystemEventTrigger("before", "shutdown", finish, True)
     reactor.callWhenRunning(main)
     reactor.run()
-    if errors and not result:
+    if errors:
         raise DemoError("; ".join(errors))
     return result

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print("tgw: --rate must not be negative", file=sys.stderr)
         return 2
     try:
-        banks = engine.parse_banks(args.banks)
+        banks, key_type, notes = engine.fit_key_type(engine.parse_banks(args.banks), adjust=args.banks is None)
     except engine.DemoError as exc:
         print(f"tgw: {exc}", file=sys.stderr)
         return 2
@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         vouchers=args.vouchers,
         rate_per_s=args.rate or None,
         keep=keep,
+        key_type=key_type,
+        notes=tuple(notes),
     )
     from twisted.internet import reactor
 
@@ -82,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
         progress.console.print(
             f"[bold]tgw demo[/bold]  seed [cyan]{seed}[/cyan]  banks "
             + ", ".join(f"{c}:{d}" for c, d in banks)
+            + f"  keys {key_type.upper()}"
             + (f"  until {args.vouchers} vouchers are final" if args.vouchers else "  until Ctrl-C")
         )
+        for note in notes:
+            progress.console.print(f"[dim]note: {note}[/dim]")
     try:
         result = engine.run_demo(options, reactor, on_start=progress.start if progress else None)
     except engine.DemoError as exc:
