@@ -33,8 +33,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest --cov=protocols --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100 $(PYTEST_ARGS)
 
+# The protocol core's codec, then the whole gateway against a simulated bank (SQLite and PostgreSQL, RSA and
+# P-256; a few minutes): tables on the terminal, JSON under bench-results/ (docs/performance.md explains them).
 bench: $(STAMP)
 	$(BIN)/tgw bench codec
+	$(BIN)/tgw bench gateway
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
