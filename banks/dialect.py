@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from protocols.errors import LocalError, Problem
 from protocols.framing import FrameSpec
 from protocols.messages import Message, Payload
-from protocols.signature import Signer, Verifier
+from protocols.signature import ECDSA_SHA256, RSA_SHA256, Signer, Verifier
 from protocols.xmlsafe import DEFAULT_LIMITS, XmlLimits
 
 
@@ -57,6 +57,11 @@ class Dialect(abc.ABC):
     limits: XmlLimits = DEFAULT_LIMITS
     #: Payload types this dialect does not carry (documented in docs/banks/<code>.md).
     unsupported: frozenset[type[Payload]] = frozenset()
+    #: The signature methods (:mod:`protocols.signature` URIs, which stand for the key types: RSA or ECDSA
+    #: P-256) this dialect signs and verifies with. A dialect whose scheme fixes one refuses a signer of the
+    #: other type (`banks.signing.KeyTypeMismatch`) and fails to verify with a pinned certificate of it; the
+    #: gateway and `tgw init` can read this to give each bank a key it accepts.
+    signature_methods: frozenset[str] = frozenset({RSA_SHA256, ECDSA_SHA256})
 
     def supports(self, payload_type: type[Payload]) -> bool:
         """Whether messages of this payload type can be sent to (and received from) this dialect."""
