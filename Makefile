@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/tgw demo
 
 test: $(STAMP)
+	bash scripts/system-packages.sh chromium cjk-font
 	$(MAKE) lint typecheck unit
 
 lint: $(STAMP)

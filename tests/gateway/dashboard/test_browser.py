@@ -36,6 +36,7 @@ from gateway.payments import queries
 from gateway.store.db import create_engine_for
 from protocols import jsonform, samples
 from protocols.messages import VoucherKey
+from tests import reactor_thread
 
 ARTIFACTS: Final = Path(__file__).resolve().parents[3] / "test-artifacts" / "dashboard"
 PASSWORD: Final = "dashboard test password"
@@ -143,8 +144,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             in_transaction(engine, accounts.create_operator, name, display, role, hashed, _naive_now())
     finally:
         engine.dispose()
-    thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
-    thread.start()
+    reactor_thread.start()
     gw = Gateway(cfg, None, reactor, "")
     gw.running = gw.call(app.start, cfg, reactor)
     host, port = gw.running.web_address
@@ -168,8 +168,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     finally:
         gw.call(bank.stop)
         gw.call(gw.running.stop)
-        reactor.callFromThread(reactor.stop)
-        thread.join(WAIT_S)
 
 
 def _naive_now() -> Any:
