@@ -25,6 +25,8 @@ from protocols.xmlsafe import XmlLimits
 
 #: A readable name for each signature method URI of protocols.signature.
 KEY_NAMES: Final = {RSA_SHA256: "RSA (RSA-SHA256)", ECDSA_SHA256: "ECDSA P-256 (ECDSA-SHA256)"}
+#: The `tgw init --key-type` value that makes keys of each kind.
+KEY_TYPE_OPTIONS: Final = {RSA_SHA256: "rsa", ECDSA_SHA256: "ec"}
 
 
 class KeyTypeMismatch(LocalError):
@@ -79,8 +81,8 @@ class SignatureScheme(abc.ABC):
             raise KeyTypeMismatch(
                 f"the {self.dialect} dialect signs with {self.name}, which needs "
                 f"{' or '.join(KEY_NAMES[m] for m in sorted(self.methods))}; the signing key is "
-                f"{KEY_NAMES.get(signer.signature_method, signer.signature_method)} "
-                "(create the keys with `tgw init --key-type` of that type)"
+                f"{KEY_NAMES.get(signer.signature_method, signer.signature_method)} (keys of the right type: "
+                f"`tgw init --key-type {' or '.join(KEY_TYPE_OPTIONS[m] for m in sorted(self.methods))}`)"
             )
 
     def check_verifier(self, verifier: Verifier) -> None:
