@@ -213,7 +213,11 @@ def render(dialect: Dialect, keys: Keys) -> str:
     row("result codes", "own (table below)" if d.result_codes else "PROTOCOL.md §4", "PROTOCOL.md §4")
     row("message type codes", "own (table below)" if d.message_types else "MsgNo", "MsgNo")
     row("signature", describe_signature(d), describe_signature(s))
-    row("key types", " or ".join(KEY_TYPES[m] for m in sorted(dialect.signature_methods)), "RSA or ECDSA P-256")
+    row(
+        "key types",
+        " or ".join(name for m, name in KEY_TYPES.items() if m in dialect.signature_methods),
+        "RSA or ECDSA P-256",
+    )
     row("not carried", ", ".join(sorted(d.unsupported)) or "nothing", "nothing")
 
     voucher = dict(sample_messages(dialect))["5201-voucher"]
