@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as pki_cli
-from gateway.commands import bench, demo, instance, message, simulate, users
+from gateway.commands import bench, cards, demo, instance, message, simulate, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     instance.register(sub)
+    cards.register(sub)  # official cards (issue 5)
     message.register(sub)
     pki_cli.register(sub)
     bench.register(sub)

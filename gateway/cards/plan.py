@@ -19,7 +19,7 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 from protocols.messages import Receipt, Voucher, VoucherDetail
 
@@ -59,6 +59,21 @@ def mask_digits_in(text: str) -> str:
         run = []
         out.append(ch)
     return "".join(out)
+
+
+def masked_voucher_document(data: dict[str, Any]) -> dict[str, Any]:
+    """A voucher's JSON form (:mod:`protocols.jsonform`) with the card numbers of a card repayment masked:
+    `PayeeAcctNo` and every detail's `CardNo` (what the voucher read side shows)."""
+    if data.get("BusinessTypeCode") != CARD_REPAYMENT:
+        return data
+    out = dict(data)
+    if isinstance(out.get("PayeeAcctNo"), str):
+        out["PayeeAcctNo"] = mask_card(out["PayeeAcctNo"])
+    out["DetailList"] = [
+        {**d, "CardNo": mask_card(d["CardNo"])} if isinstance(d, dict) and isinstance(d.get("CardNo"), str) else d
+        for d in out.get("DetailList", [])
+    ]
+    return out
 
 
 # --- grouping ----------------------------------------------------------------------------------------------------

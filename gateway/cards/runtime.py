@@ -24,6 +24,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 
 from gateway.cards import queries, service
+from gateway.cards.provider import DashboardCards
 from gateway.cards.service import ArchiveReader, Ref, RepayResult, RepaySettings
 from gateway.config import Config
 
@@ -182,11 +183,15 @@ _WATCHES: weakref.WeakKeyDictionary[Any, CardWatch] = weakref.WeakKeyDictionary(
 
 
 def start_watch(hub: Hub) -> CardWatch:
-    """Start the deadline watch of a hub (`gateway.app.start` calls this); one per hub."""
+    """Start the deadline watch of a hub (`gateway.app.start` calls this; one per hub), and attach the card
+    provider the dashboard reads (`hub.cards`)."""
     watch = _WATCHES.get(hub)
     if watch is None:
         watch = _WATCHES[hub] = CardWatch(hub)
         watch.start()
+        # the operators' dashboard finds its card provider under this attribute (gateway.dashboard.providers)
+        adm_div_code = service.adm_div_code_of(hub.config.cards.adm_div_code, hub.config.node)
+        setattr(hub, "cards", DashboardCards(adm_div_code, hub.work_date))  # noqa: B010
     return watch
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, RowMapping
 
+from gateway.cards.plan import CARD_REPAYMENT, mask_card, masked_voucher_document
 from gateway.store.tables import archive, voucher_history, vouchers
 from protocols.messages import VoucherKey
 from protocols.money import format_amount_fen
@@ -52,7 +53,10 @@ def summary(row: RowMapping) -> dict[str, Any]:
         "bank": row["bank_code"],
         "agency_code": row["agency_code"],
         "agency_name": row["agency_name"],
-        "payee_acct_no": row["payee_acct_no"],
+        # official cards (issue 5): a card repayment's payee is the card, shown masked
+        "payee_acct_no": mask_card(row["payee_acct_no"])
+        if row["business_type_code"] == CARD_REPAYMENT
+        else row["payee_acct_no"],
         "payee_acct_name": row["payee_acct_name"],
         "amount_fen": row["amount_fen"],
         "amount": format_amount_fen(row["amount_fen"]),
@@ -150,7 +154,7 @@ def get_voucher(conn: Connection, key: VoucherKey) -> dict[str, Any] | None:
     ]
     return {
         **summary(row),
-        "voucher": json.loads(row["document"]),
+        "voucher": masked_voucher_document(json.loads(row["document"])),  # card numbers masked (issue 5)
         "msg_id": row["msg_id"],
         "deadline_at": _iso(row["deadline_at"]),
         "timeline": timeline,

@@ -11,20 +11,27 @@ reader decodes them back the same way.
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import pytest
 from sqlalchemy import Engine, delete, select
+from twisted.internet.task import Clock
 
 from banks.dialect import Inbound
-from banks.standard import body_digest
+from banks.standard import STANDARD_DIALECT, body_digest
+from certs.pki import KeyType, load_certificate, load_private_key
+from certs.store import PkiDirectory
+from gateway import config as configuration
 from gateway.cards import service
 from gateway.cards.service import Ref, RepayResult, RepaySettings
-from gateway.config import PaymentSettings
-from gateway.dbthread import in_transaction
+from gateway.config import Config, PaymentSettings
+from gateway.dbthread import InlineDatabase, in_transaction
+from gateway.hub import Hub
 from gateway.payments import service as payments
 from gateway.store import repo
 from gateway.store.tables import ALL_TABLES, card_spending, vouchers
@@ -44,6 +51,7 @@ from protocols.messages import (
     Voucher,
     VoucherKey,
 )
+from protocols.signature import Signer
 from protocols.xmlsafe import parse_document
 
 T = TypeVar("T")
@@ -82,6 +90,8 @@ class Cards:
     today: date = TODAY
     max_details: int = 50
     reader: Callable[[str, bytes], Message] = read_archived
+    #: bank code → its signer: messages from that bank are signed as on the wire (for a hub's archive reader)
+    signers: dict[str, Signer] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _spend_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -106,7 +116,8 @@ class Cards:
             send_time=datetime.combine(self.today, time(10, 30)),
         )
         message = Message(head, payload)
-        raw = codec.encode(message)
+        signer = self.signers.get(bank)
+        raw = codec.encode(message) if signer is None else STANDARD_DIALECT.encode(message, signer)
         return Inbound(message, raw, body_digest(parse_document(raw)))
 
     def send(self, bank: str, payload: Payload, msg_id: str | None = None) -> payments.Outcome:
@@ -308,3 +319,49 @@ def wipe(engine: Engine) -> None:
 @pytest.fixture
 def cards(db_engine: Engine) -> Cards:
     return Cards(db_engine)
+
+
+# --- a hub on the test database (for the API) --------------------------------------------------------------------
+
+TOKEN: Final = "cards-test-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A development PKI made once per session (ECDSA, fast): CA, gateway certificates, ICBC and CCB."""
+    directory = tmp_path_factory.mktemp("cards-pki") / "pki"
+    PkiDirectory(directory).init(NODE, list(BANKS), KeyType.EC, datetime(2026, 11, 1, tzinfo=UTC))
+    return directory
+
+
+@pytest.fixture
+def instance(pki_template: Path, tmp_path: Path, db_url: str) -> Config:
+    """An instance as `tgw init` makes it, on the test database, with bank names as a real instance has them."""
+    directory = tmp_path / "instance"
+    shutil.copytree(pki_template, directory / "pki")
+    text = configuration.render(
+        node=NODE, banks=[(c, "standard") for c in BANKS], bank_port=0, web_port=0, database=db_url, api_token=TOKEN
+    )
+    for code, name in BANKS.items():
+        text = text.replace(f"[banks.{code}]\n", f'[banks.{code}]\nname = "{name}"\n')
+    (directory / "gateway.toml").write_text(text, encoding="utf-8")
+    return configuration.load(directory / "gateway.toml")
+
+
+@pytest.fixture
+def hub(instance: Config, db_engine: Engine) -> Hub:
+    """The gateway's hub on the test database (synchronous store), its clock at :data:`NOW`."""
+    clock = Clock()
+    clock.advance(NOW.replace(tzinfo=UTC).timestamp())
+    return Hub(instance, InlineDatabase(db_engine), clock, node_id="test-node")
+
+
+@pytest.fixture
+def signed(db_engine: Engine, instance: Config) -> Cards:
+    """The cycle with the banks' messages signed by their own keys, as the hub's archive reader verifies them."""
+    pki = instance.directory / "pki" / "banks"
+    signers = {
+        code: Signer(load_private_key(pki / code / "key.pem"), load_certificate(pki / code / "cert.pem"))
+        for code in BANKS
+    }
+    return Cards(db_engine, signers=signers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -13,7 +14,7 @@ from gateway.cards.service import Ref
 from gateway.config import PaymentSettings
 from gateway.store.tables import archive, card_events, card_spending, outbox
 from protocols.errors import ResultCode, ValidationError
-from protocols.messages import CardSpending, Voucher
+from protocols.messages import CardSpending, SpendRecord, Voucher
 from tests.cards.conftest import ADM, EDUCATION, HEALTH, NODE, Cards, card_number, zero_balance
 
 OK = int(ResultCode.OK)
@@ -150,11 +151,12 @@ def test_never_a_record_twice(cards: Cards) -> None:
     cards.push("ICBC", [a, b])
     cards.approve(HEALTH, [a])
     cards.reject(HEALTH, [b], "个人消费")
-    for step in (
+    steps: list[Callable[[], object]] = [
         lambda: cards.approve(HEALTH, [a]),
         lambda: cards.reject(HEALTH, [a], "改变主意"),
         lambda: cards.approve(HEALTH, [b]),
-    ):
+    ]
+    for step in steps:
         with pytest.raises(ValidationError) as info:
             step()
         assert "already reviewed" in info.value.problems[0].message
@@ -294,7 +296,7 @@ def test_a_card_number_that_cannot_be_read_back_is_not_repaid(cards: Cards) -> N
 # --- result in ---------------------------------------------------------------------------------------------------
 
 
-def _approved_and_repaid(cards: Cards, amounts: list[int], card: int = 1) -> tuple[list, str]:
+def _approved_and_repaid(cards: Cards, amounts: list[int], card: int = 1) -> tuple[list[SpendRecord], str]:
     cards.grant(HEALTH, 10_000_000)
     records = [cards.spend(card=card, amount_fen=a) for a in amounts]
     cards.push("ICBC", records)
