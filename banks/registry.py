@@ -26,7 +26,7 @@ def declared_dialect(file_name: str) -> DeclarativeDialect:
     Raises:
         DeclarationError: The file's declaration cannot work; the message names the file and the field.
     """
-    text = resources.files("banks").joinpath("declarations", file_name).read_text(encoding="utf-8")
+    text = resources.files("banks").joinpath("declarations").joinpath(file_name).read_text(encoding="utf-8")
     return DeclarativeDialect(declaration_from_toml(text, f"banks/declarations/{file_name}"))
 
 
