@@ -18,8 +18,15 @@ from gateway.store import repo
 from gateway.store.db import create_engine_for, transaction
 from gateway.store.errors import StoreUnavailable
 from gateway.store.tables import meta
+from tests.gateway.conftest import emptied
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/tgw"
+
+
+@pytest.fixture
+def pg_db_engine(pg_engine: Engine) -> Engine:
+    """The session's PostgreSQL database, emptied quickly for this module (see tests.gateway.conftest.emptied)."""
+    return emptied(pg_engine)
 
 
 def stored(engine: Engine, key: str) -> str | None:

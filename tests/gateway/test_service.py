@@ -40,7 +40,23 @@ from protocols.messages import (
     Voucher,
     VoucherDetail,
 )
-from tests.gateway.conftest import NODE, NOW_NAIVE, WORK_DATE, Bank, all_chains_verify, make_bank, quick_inbound
+from tests.gateway.conftest import (
+    NODE,
+    NOW_NAIVE,
+    WORK_DATE,
+    Bank,
+    all_chains_verify,
+    emptied,
+    make_bank,
+    quick_inbound,
+)
+
+
+@pytest.fixture
+def pg_db_engine(pg_engine: Engine) -> Engine:
+    """The session's PostgreSQL database, emptied quickly for this module (see tests.gateway.conftest.emptied)."""
+    return emptied(pg_engine)
+
 
 T = TypeVar("T")
 T0 = NOW_NAIVE
@@ -1106,7 +1122,7 @@ def test_the_service_keeps_its_promises_under_any_interleaving(sqlite_db_url: st
     try:
         run_state_machine_as_test(
             lambda: ServiceMachine(engine),
-            settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+            settings=settings(max_examples=50, stateful_step_count=40, deadline=None),
         )
     finally:
         engine.dispose()

@@ -20,7 +20,14 @@ from gateway.store.db import create_engine_for, transaction
 from gateway.store.tables import archive, vouchers
 from protocols import codec, jsonform, samples
 from protocols.messages import Voucher
-from tests.gateway.conftest import TOKEN, Link, voucher_state
+from tests.gateway.conftest import TOKEN, Link, emptied, voucher_state
+
+
+@pytest.fixture
+def pg_db_engine(pg_engine: Engine) -> Engine:
+    """The session's PostgreSQL database, emptied quickly for this module (see tests.gateway.conftest.emptied)."""
+    return emptied(pg_engine)
+
 
 V1 = samples.direct_voucher()
 V2 = samples.direct_voucher("5201450100000124", (1_000,))
@@ -125,9 +132,9 @@ def test_a_voucher_submitted_while_its_bank_is_signed_on_goes_out_at_once(
 
 
 def test_submit_xml_with_the_bank_in_the_query(hub: Hub, db_engine: Engine) -> None:
-    element = codec.encode(samples.message(V1, "gateway"))
+    document = codec.encode(samples.message(V1, "gateway"))
     response = call(
-        hub, "POST", "/api/vouchers", element, headers={"Content-Type": "application/xml"}, args={"bank": "CCB"}
+        hub, "POST", "/api/vouchers", document, headers={"Content-Type": "application/xml"}, args={"bank": "CCB"}
     )
     assert response.code == 201
     assert response.json()["accepted"] == [{"key": str(V1.key), "bank": "ICBC"}]  # Head/Des names ICBC
