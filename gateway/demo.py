@@ -414,6 +414,7 @@ class Simulation:
         self.amount_fen_submitted = 0
         self._submitting = False
         self._stopped = False
+        self._feeding: task.LoopingCall | None = None
 
     @property
     def bank_codes(self) -> list[str]:
@@ -537,7 +538,7 @@ class Simulation:
             if self._submitting or self._stopped:
                 return
             if total is not None and sent >= total:
-                self._feeding.stop()
+                self.stop_feeding()
                 done.callback(None)
                 return
             room = window - self.tracker.outstanding
@@ -566,9 +567,9 @@ class Simulation:
             if rate_per_s is None and state in FINAL_STATES and not self._submitting:
                 tick()
 
-        self._feeding = task.LoopingCall(tick)
-        self._feeding.clock = self.reactor
-        self._feeding.start(FEED_INTERVAL_S if rate_per_s is not None else 0.05, now=True).addErrback(
+        feeding = self._feeding = task.LoopingCall(tick)
+        feeding.clock = self.reactor
+        feeding.start(FEED_INTERVAL_S if rate_per_s is not None else 0.05, now=True).addErrback(
             lambda f: done.errback(f) if not done.called else None
         )
         self.tracker.listeners.append(on_final)
@@ -581,9 +582,8 @@ class Simulation:
         return done
 
     def stop_feeding(self) -> None:
-        feeding = getattr(self, "_feeding", None)
-        if feeding is not None and feeding.running:
-            feeding.stop()
+        if self._feeding is not None and self._feeding.running:
+            self._feeding.stop()
 
     def settled(self) -> bool:
         """Every voucher submitted is final, and no in-process bank has anything left to send or to do."""
@@ -786,7 +786,11 @@ def run_demo(
 
     reactor.addSystemEventTrigger("before", "shutdown", finish, True)
     reactor.callWhenRunning(main)
-    reactor.run()
+    try:
+        reactor.run()
+    finally:  # a KeyboardInterrupt out of the reactor skips `finish`: the store threads must not keep us alive
+        if sim.running is not None and not finishing:
+            sim.running.db.stop()
     if errors:
         raise DemoError("; ".join(errors))
     return result

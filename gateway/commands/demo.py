@@ -145,8 +145,10 @@ class Progress:
 
         self.sim = sim
         web = sim.running.web_address if sim.running is not None else None
+        kept = "kept" if self.options.keep else "removed at the end; --dir keeps it"
+        self.console.print(f"instance {sim.cfg.directory} ({kept}; the API token is in its gateway.toml)")
         if web is not None:
-            self.console.print(f"HTTP API on http://{web[0]}:{web[1]}/api/vouchers  (Ctrl-C ends the demo)")
+            self.console.print(f"web on http://{web[0]}:{web[1]}/ (HTTP API under /api/)  ·  Ctrl-C ends the demo")
         self.live = Live(self.render(), console=self.console, auto_refresh=False, transient=False)
         self.live.start()
         self._loop = task.LoopingCall(self.refresh)
