@@ -25,6 +25,7 @@ from twisted.internet import defer
 
 from gateway.cards import queries, runtime
 from gateway.cards.service import Ref
+from gateway.store.tables import ACTOR_LEN
 
 if TYPE_CHECKING:
     from gateway.hub import Hub
@@ -78,7 +79,7 @@ def route(hub: Hub, request: Any, method: str, path: list[str]) -> Generator[Any
     """Answer one `/api/cards/…` call: returns (HTTP status, JSON-ready data)."""
     settings = hub.config.cards
     header = request.getHeader(b"x-actor")
-    actor = f"api:{header.decode() if header else 'finance'}"
+    actor = f"api:{header.decode('utf-8', 'replace') if header else 'finance'}"[:ACTOR_LEN]  # the history's column
     if not path and method == "GET":
         f = queries.CardFilter(
             agency=_arg(request, "agency"),

@@ -173,3 +173,17 @@ def test_cli_writes_need_the_running_gateway(instance: Config, tmp_path: Path) -
     )
     code, _, err = tgw("cards", "approve", "--config", str(instance.path), "--agency", HEALTH, "ICBC:X")
     assert code == 2 and "not reachable" in err
+
+
+def test_an_overlong_actor_is_cut_to_the_historys_column(hub: Hub, signed: Cards) -> None:
+    a, _, _ = _cycle_ready(signed)
+    request_body = {"agency": HEALTH, "refs": [f"ICBC:{a.spend_id}"]}
+    long_name = "x" * 300
+    request = DummyRequest([b"api", b"cards", b"approve"])
+    request.method = b"POST"
+    request.content = BytesIO(json.dumps(request_body).encode())
+    request.requestHeaders.setRawHeaders(b"authorization", [f"Bearer {TOKEN}".encode()])
+    request.requestHeaders.setRawHeaders(b"x-actor", [long_name.encode()])
+    _render(getChildForRequest(web.build_root(hub), request), request)
+    assert Response(request).code == 200
+    assert signed.record(a)["reviewed_by"] == f"api:{long_name}"[:64]
