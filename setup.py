@@ -20,6 +20,7 @@ setup(
     ],
     package_data={
         "protocols": ["schemas/*.xsd"],
+        "banks": ["declarations/*.toml"],
         "gateway.store": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "simulators": ["*.toml"],
         "gateway.dashboard": ["static/*"],

@@ -199,6 +199,11 @@ class Signer:
             key_info = b"<KeyInfo><X509Data><X509Certificate>" + der + b"</X509Certificate></X509Data></KeyInfo>"
         self._signature_end = b"</SignatureValue>" + key_info + b"</Signature>"
 
+    def sign_value(self, data: bytes) -> bytes:
+        """The raw signature value of `data`: RSA-SHA256 PKCS#1 v1.5, or ECDSA-SHA256 as raw r || s (64 bytes
+        for P-256, RFC 4051 §3.3). For dialects whose signatures are detached rather than XMLDSig (`banks/`)."""
+        return self._sign(data)
+
     def sign(self, root: etree._Element, encoding: str | None = None) -> bytes:
         """Return the document of `root`, serialized, with the enveloped signature as the root's last child.
 
@@ -283,6 +288,17 @@ class Verifier:
             self._verify = partial(_verify_ecdsa, key)
         else:
             raise _unsupported(key)
+
+    def verify_value(self, value: bytes, data: bytes) -> None:
+        """Check a raw signature value (as :meth:`Signer.sign_value` makes it) of `data` with the pinned key.
+
+        Raises:
+            SignatureInvalid: The value does not verify with the pinned key.
+        """
+        try:
+            self._verify(value, data)
+        except InvalidSignature:
+            raise SignatureInvalid("the signature value does not verify with the pinned key") from None
 
     def verify_bytes(self, data: bytes, limits: xmlsafe.XmlLimits = xmlsafe.DEFAULT_LIMITS) -> etree._Element:
         """Parse an untrusted document (:func:`protocols.xmlsafe.parse_document`) and :meth:`verify_tree` it.

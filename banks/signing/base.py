@@ -16,7 +16,6 @@ from __future__ import annotations
 import abc
 from typing import ClassVar, Final
 
-from cryptography.exceptions import InvalidSignature
 from lxml import etree
 
 from protocols.errors import LocalError, SignatureInvalid
@@ -37,10 +36,8 @@ def sign_value(signer: Signer, data: bytes) -> bytes:
     """The raw signature value of `data` by the signer's key: RSA-SHA256 PKCS#1 v1.5, or ECDSA-SHA256 as the
     raw r || s of RFC 4051 §3.3 (64 bytes for P-256).
 
-    :class:`~protocols.signature.Signer` keeps its key operation private (the key itself is not kept); this is
-    the one place outside `protocols/` that reaches it, until `Signer` offers it publicly.
     """
-    return signer._sign(data)
+    return signer.sign_value(data)
 
 
 def verify_value(verifier: Verifier, value: bytes, data: bytes) -> None:
@@ -49,10 +46,7 @@ def verify_value(verifier: Verifier, value: bytes, data: bytes) -> None:
     Raises:
         SignatureInvalid: The value does not verify with the pinned key.
     """
-    try:
-        verifier._verify(value, data)  # the pinned key's operation; see sign_value
-    except InvalidSignature:
-        raise SignatureInvalid("the signature value does not verify with the pinned key") from None
+    verifier.verify_value(value, data)
 
 
 class SignatureScheme(abc.ABC):

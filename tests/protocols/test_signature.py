@@ -476,3 +476,19 @@ def test_make_keys_gives_distinct_keys() -> None:
     """The throwaway keys of the corpus are fresh each time (no key material is shared or committed)."""
     first, second = make_keys("ec", "a"), make_keys("ec", "a")
     assert first.cert.public_key() != second.cert.public_key()
+
+
+def test_raw_signature_values_round_trip_and_refuse_tampering(keys: Keys, other_keys: dict[str, Keys]) -> None:
+    """sign_value/verify_value (detached dialect signatures) verify, and refuse changed data or another key."""
+    from protocols.errors import SignatureInvalid
+    from protocols.signature import Signer, Verifier
+
+    value = Signer(keys.key).sign_value(b"<body>125000.00</body>")
+    if keys.kind == "ec":
+        assert len(value) == 64  # raw r || s, not DER
+    verifier = Verifier(keys.cert)
+    verifier.verify_value(value, b"<body>125000.00</body>")
+    with pytest.raises(SignatureInvalid):
+        verifier.verify_value(value, b"<body>925000.00</body>")
+    with pytest.raises(SignatureInvalid):
+        Verifier(other_keys[keys.kind].cert).verify_value(value, b"<body>125000.00</body>")
