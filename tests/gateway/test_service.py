@@ -26,7 +26,7 @@ from gateway.payments import service
 from gateway.payments.machine import TRANSITIONS, Event, State
 from gateway.store import repo
 from gateway.store.db import create_engine_for, transaction
-from gateway.store.tables import ALL_TABLES, archive, inbound, outbox, vouchers
+from gateway.store.tables import ALL_TABLES, archive, inbound, outbox, voucher_history, vouchers
 from protocols import samples
 from protocols.errors import ValidationError
 from protocols.messages import (
@@ -1094,18 +1094,23 @@ class ServiceMachine(RuleBasedStateMachine):
         with transaction(self.engine, read_only=True) as conn:
             rows = list(conn.execute(select(vouchers)).mappings())
             messages = list(conn.execute(select(outbox)).mappings())
+            entries = list(
+                conn.execute(
+                    select(voucher_history).order_by(voucher_history.c.voucher_id, voucher_history.c.seq)
+                ).mappings()
+            )
             quota = repo.get_quota(conn, *AGENCY)
             live_8202 = 0
             for row in rows:
-                history = repo.history(conn, row["id"])
                 assert repo.verify_chain(conn, row["id"]), row["voucher_no"]
+                history = [e for e in entries if e["voucher_id"] == row["id"]]
                 for entry in history[1:]:
-                    if entry.event == "resent":
-                        assert entry.from_state == entry.to_state == "SENT"
+                    if entry["event"] == "resent":
+                        assert entry["from_state"] == entry["to_state"] == "SENT"
                     else:
-                        transition = (State(entry.from_state), Event(entry.event))
-                        assert TRANSITIONS.get(transition) == State(entry.to_state), entry
-                entered_paid = [e for e in history if e.to_state == "PAID" and e.from_state != "PAID"]
+                        transition = (State(entry["from_state"]), Event(entry["event"]))
+                        assert TRANSITIONS.get(transition) == State(entry["to_state"]), dict(entry)
+                entered_paid = [e for e in history if e["to_state"] == "PAID" and e["from_state"] != "PAID"]
                 assert len(entered_paid) <= 1, f"{row['voucher_no']} was paid {len(entered_paid)} times"
                 assert row["returned_fen"] <= (row["x_pay_amt_fen"] or 0)
                 if row["vt_code"] == "8202" and row["state"] not in UNSETTLED_QUOTA:

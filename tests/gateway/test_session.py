@@ -693,11 +693,10 @@ def test_a_bank_that_reads_is_never_cut_off(config: Config, db_engine: Engine, c
     """A bank that keeps reading may receive far more than the cap in total."""
     cap = 20_000
     link = tls_link_with_cap(config, db_engine, clock, icbc, cap)
-    for _ in range(40):
+    for _ in range(25):
         turn(link, icbc, frames=5, window=1 << 30)
     assert not link.socket.aborted
-    replies = icbc.read(bytes(link.received))
-    assert len(replies) == 201 and sum(len(r.head.msg_id) for r in replies) > 0
+    assert len(icbc.read(bytes(link.received))) == 126  # the 9007 and 125 answers, all read
     assert len(link.received) > 10 * cap
 
 
