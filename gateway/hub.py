@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -52,6 +53,15 @@ T = TypeVar("T")
 #: Messages a bank may send before it has signed on (PROTOCOL.md §4).
 BEFORE_SIGN_ON = frozenset({"9005", "9006"})
 UTC = UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message the gateway wrote: its MsgId, MsgNo and the signed document (what the archive keeps)."""
+
+    msg_id: str
+    msg_no: str
+    document: bytes
 
 
 class Hub:
@@ -146,8 +156,8 @@ class Hub:
         self._reply_seq += 1
         return f"R{self.work_date():%Y%m%d}{self._boot}{self._reply_seq:010d}"
 
-    def build(self, bank: str, payload: Payload, msg_id: str, msg_ref: str) -> bytes:
-        """Encode, sign and frame a message to `bank`."""
+    def sign(self, bank: str, payload: Payload, msg_id: str, msg_ref: str) -> bytes:
+        """Encode and sign a message to `bank`: the signed document, as archived (PROTOCOL.md §6)."""
         head = Head(
             msg_no=payload.msg_no,
             msg_id=msg_id,
@@ -157,22 +167,29 @@ class Hub:
             work_date=self.work_date(),
             send_time=self.local_time(),
         )
-        dialect = self.dialects[bank]
-        return encode_frame(dialect.framing, dialect.encode(Message(head, payload), self.signer))
+        return self.dialects[bank].encode(Message(head, payload), self.signer)
 
-    def send_reply(self, session: BankSession, payload: Payload, msg_ref: str) -> bytes:
-        """Write a reply on the session it answers; returns the frame body for the archive."""
+    def build(self, bank: str, payload: Payload, msg_id: str, msg_ref: str) -> bytes:
+        """Encode, sign and frame a message to `bank`."""
+        return encode_frame(self.dialects[bank].framing, self.sign(bank, payload, msg_id, msg_ref))
+
+    def send_reply(self, session: BankSession, payload: Payload, msg_ref: str) -> Sent:
+        """Write a reply on the session it answers; returns what was sent, for the archive.
+
+        The archive keeps the signed document byte for byte (PROTOCOL.md §6), not the frame around it.
+        """
         assert session.bank_code is not None
-        frame = self.build(session.bank_code, payload, self.next_reply_id(), msg_ref)
-        session.write_frame(frame)
-        return frame
+        msg_id = self.next_reply_id()
+        document = self.sign(session.bank_code, payload, msg_id, msg_ref)
+        session.write_frame(encode_frame(self.dialects[session.bank_code].framing, document))
+        return Sent(msg_id, payload.msg_no, document)
 
     def _reject(
         self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError, close: bool = False
     ) -> defer.Deferred[None]:
         """Answer an undecodable or refused document with a 9120, archive both, and close if required."""
         reply = Reply(ori_msg_no=head.msg_no, result=int(error.result_code), add_word=_add_word(error))
-        frame = self.send_reply(session, reply, head.msg_id)
+        sent = self.send_reply(session, reply, head.msg_id)
         if close:
             session.close()
         log.info(
@@ -183,12 +200,16 @@ class Hub:
             head.msg_id or "?",
             error,
         )
-        return self._archive_rejection(session, raw, head, error, frame)
+        return self._archive_rejection(session, raw, head, error, sent)
 
     def _archive_rejection(
-        self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError, frame: bytes
+        self, session: BankSession, raw: bytes, head: RawHead, error: ProtocolError, sent: Sent
     ) -> defer.Deferred[None]:
-        verified = None if error.result_code != ResultCode.BAD_SIGNATURE else False
+        # PROTOCOL.md §6: archived "with the result of its verification". A dialect parses, then verifies, then
+        # validates (banks/dialect.py Dialect.decode): an unreadable document (91001) was never verified, a
+        # signature error (91003) failed, and anything refused later (91002 and the hub's 91004/91006) carried
+        # a good signature.
+        verified = {ResultCode.MALFORMED: None, ResultCode.BAD_SIGNATURE: False}.get(error.result_code, True)
         d = self.db.run(
             service.archive_rejection,
             session.bank_code,
@@ -199,8 +220,10 @@ class Hub:
             verified,
             str(error),
             int(error.result_code),
-            frame,
+            sent.document,
             self.now(),
+            sent.msg_id,
+            sent.msg_no,
         )
         d.addErrback(lambda f: log.error("could not archive a rejection: %s", f.value))
         return d.addCallback(lambda _: None)
@@ -257,15 +280,23 @@ class Hub:
         """Session-level requests (probe, sign-on, sign-off): archived, then answered."""
         d: defer.Deferred[Any] = self._archive_only(session, inbound)
         d.addCallback(lambda _: self.send_reply(session, reply, inbound.message.head.msg_id))
-        d.addCallback(lambda frame: self._archive_out(session, frame, None))
+        d.addCallback(lambda sent: self._archive_out(session, sent))
         return d
 
     def _archive_only(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
         d = self.db.run(service.archive_inbound, session.bank_code, session.connection_id, inbound, self.now())
         return d.addCallback(lambda _: None)
 
-    def _archive_out(self, session: BankSession, frame: bytes, msg: Any) -> None:
-        d = self.db.run(service.archive_outbound_frame, session.bank_code, session.connection_id, frame, self.now())
+    def _archive_out(self, session: BankSession, sent: Sent) -> None:
+        d = self.db.run(
+            service.archive_outbound_frame,
+            session.bank_code,
+            session.connection_id,
+            sent.document,
+            self.now(),
+            sent.msg_id,
+            sent.msg_no,
+        )
         d.addErrback(lambda f: log.error("could not archive an outbound reply: %s", f.value))
 
     def _request(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
@@ -276,8 +307,7 @@ class Hub:
 
         def replied(outcome: service.Outcome) -> None:
             reply = Reply(ori_msg_no=head.msg_no, result=outcome.result, add_word=outcome.add_word)
-            frame = self.send_reply(session, reply, head.msg_id)
-            self._archive_out(session, frame, None)
+            self._archive_out(session, self.send_reply(session, reply, head.msg_id))
             for kind, data in outcome.events:
                 self.emit(kind, data)
             if outcome.kick:

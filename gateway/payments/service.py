@@ -356,10 +356,12 @@ def archive_rejection(
     verified: bool | None,
     detail: str,
     result: int,
-    reply_frame: bytes,
+    reply: bytes,
     now: datetime,
+    reply_msg_id: str | None = None,
+    reply_msg_no: str | None = None,
 ) -> None:
-    """Every rejection is recorded: the document as received, why, and the reply we sent."""
+    """Every rejection is recorded: the document as received, why, and the reply we sent (its signed document)."""
     conn.execute(
         insert(archive).values(
             at=now,
@@ -374,20 +376,20 @@ def archive_rejection(
             result_code=result,
         )
     )
-    archive_outbound_frame(conn, bank, connection_id, reply_frame, now)
+    archive_outbound_frame(conn, bank, connection_id, reply, now, reply_msg_id, reply_msg_no)
 
 
 def archive_outbound_frame(
     conn: Connection,
     bank: str,
     connection_id: str | None,
-    frame: bytes,
+    document: bytes,
     now: datetime,
     msg_id: str | None = None,
     msg_no: str | None = None,
     voucher_id: int | None = None,
 ) -> None:
-    """Archive what we sent, byte for byte."""
+    """Archive what we sent, byte for byte: the signed document (without the frame's length header)."""
     conn.execute(
         insert(archive).values(
             at=now,
@@ -397,7 +399,7 @@ def archive_outbound_frame(
             msg_id=msg_id,
             msg_no=msg_no,
             voucher_id=voucher_id,
-            raw=frame,
+            raw=document,
             verified=None,
         )
     )
