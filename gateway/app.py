@@ -100,7 +100,7 @@ class Running:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
-        """Stop listening, close bank sessions, let the store thread finish, stop it."""
+        """Stop listening, close bank sessions, let the store thread finish, stop it, close the store."""
         self.hub.stop()
         cards.stop_watch(self.hub)  # official cards (issue 5): the deadline watch
         yield self.bank_port.stopListening()
@@ -110,6 +110,9 @@ class Running:
             for session in list(sessions):
                 session.close()
         self.db.stop()
+        # Give the store's connections back (a PostgreSQL pool would otherwise hold them until the process
+        # exits, and an embedding process that starts the gateway again would leak one pool per start).
+        self.db.engine.dispose()
 
 
 def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = True) -> Running:
