@@ -11,6 +11,7 @@ reorder, delay, disconnect). Every random choice comes from one seeded :class:`r
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,10 +41,11 @@ from protocols.messages import (
     SignOnReply,
     StatusQuery,
     Voucher,
+    VoucherKey,
 )
 from protocols.signature import Signer, Verifier
 from simulators.ledger import Ledger
-from simulators.rules import Drop, FaultPlan, FaultProfile, RuleSet, Send
+from simulators.rules import DEFAULT_RETURN_REASON, Drop, FaultPlan, FaultProfile, RuleSet, Send
 
 log = logging.getLogger(__name__)
 CST = timedelta(hours=8)
@@ -92,8 +94,10 @@ class SimulatedBank:
         seed: int = 0,
         ledger: Ledger | None = None,
         faults: FaultProfile | None = None,
+        reconnect_delay_s: float = 1.0,
     ) -> None:
         self.setup = setup
+        self.reconnect_delay_s = reconnect_delay_s
         self.reactor = reactor
         self.clock: IReactorTime = reactor
         self.rng = Random(seed)
@@ -132,8 +136,9 @@ class SimulatedBank:
     def start(self) -> None:
         """Connect (and reconnect, with backoff, until :meth:`stop`)."""
         self._factory = BankClientFactory(self)
-        self._factory.maxDelay = 5
-        self._factory.initialDelay = 1.0
+        self._factory.maxDelay = max(5, math.ceil(self.reconnect_delay_s))
+        self._factory.initialDelay = self.reconnect_delay_s
+        self._factory.delay = self.reconnect_delay_s
         self._factory.factor = 1.5
         self.reactor.connectSSL(self.setup.host, self.setup.port, self._factory, self._tls_options())
 
@@ -282,6 +287,16 @@ class SimulatedBank:
             self.clock.callLater(decision.receipt_delay_s, execute)
         else:
             execute()
+
+    def return_payment(self, key: VoucherKey, amount_fen: int, reason: str = DEFAULT_RETURN_REASON) -> str:
+        """The payee bank sent part or all of a paid voucher back: book it and send the 2252; returns its MsgId.
+
+        Raises:
+            ReturnRefused: the voucher was not paid here, or more than is left to return is asked.
+        """
+        notice: ReturnNotice = self.ledger.return_payment(key, amount_fen, self.today(), reason)
+        self.stats.returns_sent += 1
+        return self.request(notice)
 
     def _return(self, voucher: Voucher, amount_fen: int, reason: str) -> None:
         if amount_fen <= 0:
