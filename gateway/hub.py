@@ -235,8 +235,12 @@ class Hub:
         return self._reject(session, b"", RawHead(), error, close=True)
 
     def send_probe(self, session: BankSession) -> None:
+        """The idle probe (PROTOCOL.md §2): a request, so its MsgRef is its own MsgId (§3); archived like all."""
         assert session.bank_code is not None
-        session.write_frame(self.build(session.bank_code, Ping(), self.next_reply_id(), ""))
+        probe, msg_id = Ping(), self.next_reply_id()
+        document = self.sign(session.bank_code, probe, msg_id, msg_id)
+        session.write_frame(encode_frame(self.dialects[session.bank_code].framing, document))
+        self._archive_out(session, Sent(msg_id, probe.msg_no, document))
 
     def handle_frame(self, session: BankSession, raw: bytes) -> defer.Deferred[None]:
         """Decode, check and process one frame from a bank; replies only after the store has committed."""
