@@ -95,9 +95,11 @@ class SimulatedBank:
         ledger: Ledger | None = None,
         faults: FaultProfile | None = None,
         reconnect_delay_s: float = 1.0,
+        reconnect_delay_max_s: int = 5,
     ) -> None:
         self.setup = setup
         self.reconnect_delay_s = reconnect_delay_s
+        self.reconnect_delay_max_s = max(reconnect_delay_max_s, math.ceil(reconnect_delay_s))
         self.reactor = reactor
         self.clock: IReactorTime = reactor
         self.rng = Random(seed)
@@ -136,7 +138,7 @@ class SimulatedBank:
     def start(self) -> None:
         """Connect (and reconnect, with backoff, until :meth:`stop`)."""
         self._factory = BankClientFactory(self)
-        self._factory.maxDelay = max(5, math.ceil(self.reconnect_delay_s))
+        self._factory.maxDelay = self.reconnect_delay_max_s  # the backoff grows by 1.5 per failure up to this
         self._factory.initialDelay = self.reconnect_delay_s
         self._factory.delay = self.reconnect_delay_s
         self._factory.factor = 1.5

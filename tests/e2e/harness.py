@@ -761,6 +761,7 @@ class E2E:
             seed=seed,
             faults=faults,
             reconnect_delay_s=0.1,
+            reconnect_delay_max_s=1,  # back within a second of a restarted gateway listening again
         )
         self.banks[code] = bank
         self.rt.call(bank.start)
