@@ -87,10 +87,20 @@ class Config:
     signing_key: Path
     api_token: str
     timezone: str = "Asia/Shanghai"
+    #: A second message-signing pair of the other key type (RSA / P-256), for dialects that need it.
+    alt_signing_cert: Path | None = None
+    alt_signing_key: Path | None = None
     banks: dict[str, BankConfig] = field(default_factory=dict)
     session: SessionLimits = field(default_factory=SessionLimits)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     cards: CardSettings = field(default_factory=CardSettings)
+
+    def signing_pairs(self) -> list[tuple[Path, Path]]:
+        """The gateway's message-signing (certificate, key) pairs: the default first, then the other type's."""
+        pairs = [(self.signing_cert, self.signing_key)]
+        if self.alt_signing_cert is not None and self.alt_signing_key is not None and self.alt_signing_cert.exists():
+            pairs.append((self.alt_signing_cert, self.alt_signing_key))
+        return pairs
 
     @property
     def path(self) -> Path:
@@ -206,6 +216,8 @@ def load(path: Path | str) -> Config:
         tls_key=rel(_get(pki, "tls_key", str, "pki", "pki/gateway-tls-key.pem")),
         signing_cert=rel(_get(pki, "signing_cert", str, "pki", "pki/gateway-signing-cert.pem")),
         signing_key=rel(_get(pki, "signing_key", str, "pki", "pki/gateway-signing-key.pem")),
+        alt_signing_cert=rel(pki["alt_signing_cert"]) if isinstance(pki.get("alt_signing_cert"), str) else None,
+        alt_signing_key=rel(pki["alt_signing_key"]) if isinstance(pki.get("alt_signing_key"), str) else None,
         banks=banks,
         session=_limits(SessionLimits, data.get("session", {}), "session"),
         payments=_limits(PaymentSettings, data.get("payments", {}), "payments"),
@@ -245,6 +257,9 @@ def render(
         'tls_key = "pki/gateway-tls-key.pem"',
         'signing_cert = "pki/gateway-signing-cert.pem"',
         'signing_key = "pki/gateway-signing-key.pem"',
+        "# the other key type's signing pair, for bank dialects whose signature scheme needs it",
+        'alt_signing_cert = "pki/gateway-signing-alt-cert.pem"',
+        'alt_signing_key = "pki/gateway-signing-alt-key.pem"',
         "",
         "[session]",
         "idle_timeout_s = 60",

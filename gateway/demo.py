@@ -40,6 +40,7 @@ from twisted.internet.interfaces import IDelayedCall
 from banks import registry
 from gateway import config as configuration
 from gateway.config import Config
+from gateway.hub import signing_pair_for
 from gateway.payments import service
 from gateway.store.tables import vouchers
 from protocols.errors import ValidationError
@@ -124,42 +125,9 @@ def _methods(dialect: str) -> frozenset[str]:
 
 
 def fit_key_type(banks: Sequence[tuple[str, str]], *, adjust: bool) -> tuple[list[tuple[str, str]], str, list[str]]:
-    """The key type of the instance (one for the gateway and every bank, as `tgw init` makes it) that every
-    bank's dialect accepts, RSA if it can be.
-
-    Some dialects sign with one key type only (`Dialect.signature_methods`). When no key type suits them all
-    and `adjust` is true (the default banks), the key type that suits the most banks is taken and the others
-    speak the standard dialect, which accepts both; each such change is described in the returned notes.
-
-    Returns:
-        (banks with their dialects, key type, notes).
-
-    Raises:
-        DemoError: no key type suits every bank and `adjust` is false.
-    """
-    banks = list(banks)
-    for key_type in KEY_METHODS:
-        if all(KEY_METHODS[key_type] in _methods(d) for _, d in banks):
-            return banks, key_type, []
-    if not adjust:
-        needs = "; ".join(
-            f"{c}:{d} signs with {' or '.join(_KEY_NAMES[k] for k in KEY_METHODS if KEY_METHODS[k] in _methods(d))}"
-            for c, d in banks
-        )
-        raise DemoError(f"no key type suits every bank ({needs}); an instance has one key type (tgw init --key-type)")
-    key_type = max(KEY_METHODS, key=lambda k: sum(KEY_METHODS[k] in _methods(d) for _, d in banks))
-    fitted, notes = [], []
-    for code, dialect in banks:
-        if KEY_METHODS[key_type] in _methods(dialect):
-            fitted.append((code, dialect))
-        else:
-            fitted.append((code, "standard"))
-            notes.append(
-                f"{code} speaks the standard dialect: its own ({dialect}) signs with "
-                f"{' or '.join(_KEY_NAMES[k] for k in KEY_METHODS if KEY_METHODS[k] in _methods(dialect))} only, "
-                f"and this instance's keys are {_KEY_NAMES[key_type]}"
-            )
-    return fitted, key_type, notes
+    """The banks as given, RSA, and no notes: `tgw init` gives each bank a key of a type its dialect takes, and
+    the gateway a signing key of each type (`gateway.hub.signing_pair_for`), so every dialect mix works."""
+    return list(banks), "rsa", []
 
 
 def create_instance(
@@ -205,7 +173,8 @@ def check_keys(cfg: Config) -> None:
 
     for code, bank in cfg.banks.items():
         methods = _methods(bank.dialect)
-        for whose, cert in (("the gateway's signing", cfg.signing_cert), (f"{code}'s", bank.signing_cert)):
+        gateway_cert = signing_pair_for(cfg, code)[0]
+        for whose, cert in (("the gateway's signing", gateway_cert), (f"{code}'s", bank.signing_cert)):
             key_type = key_type_of(load_certificate(cert).public_key()).value
             if KEY_METHODS.get(key_type) not in methods:
                 raise DemoError(
@@ -225,7 +194,7 @@ def bank_setup(cfg: Config, code: str, address: tuple[str, int]) -> BankSetup:
         ca_cert=cfg.ca_cert,
         cert=cfg.directory / "pki" / "banks" / code / "cert.pem",
         key=cfg.directory / "pki" / "banks" / code / "key.pem",
-        gateway_signing_cert=cfg.signing_cert,
+        gateway_signing_cert=signing_pair_for(cfg, code)[0],
         dialect=cfg.banks[code].dialect,
     )
 

@@ -15,10 +15,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -31,7 +33,7 @@ from gateway.dbthread import Database
 from gateway.payments import service
 from gateway.session import BankSession
 from gateway.store.db import StoreUnavailable
-from protocols.errors import FramingError, ProtocolError, ResultCode
+from protocols.errors import FramingError, LocalError, ProtocolError, ResultCode
 from protocols.framing import FrameSpec, encode_frame
 from protocols.messages import (
     Head,
@@ -45,7 +47,7 @@ from protocols.messages import (
     SignOnReply,
     StatusReply,
 )
-from protocols.signature import Signer, Verifier
+from protocols.signature import ECDSA_SHA256, RSA_SHA256, Signer, Verifier
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,7 +75,7 @@ class Hub:
         self.clock = clock
         self.node_id = node_id or f"{os.uname().nodename}:{os.getpid()}"
         self.tz = ZoneInfo(config.timezone)
-        self.signer = Signer(load_private_key(config.signing_key), load_certificate(config.signing_cert))
+        self.signers = {code: signer_for(config, code) for code in config.banks}
         self.dialects: dict[str, Dialect] = {code: registry.get(b.dialect) for code, b in config.banks.items()}
         self.verifiers = {code: Verifier(load_certificate(b.signing_cert)) for code, b in config.banks.items()}
         self.sessions: dict[str, list[BankSession]] = {code: [] for code in config.banks}
@@ -167,7 +169,7 @@ class Hub:
             work_date=self.work_date(),
             send_time=self.local_time(),
         )
-        return self.dialects[bank].encode(Message(head, payload), self.signer)
+        return self.dialects[bank].encode(Message(head, payload), self.signers[bank])
 
     def build(self, bank: str, payload: Payload, msg_id: str, msg_ref: str) -> bytes:
         """Encode, sign and frame a message to `bank`."""
@@ -371,7 +373,7 @@ class Hub:
         for item in items:
             if item.wire is None:
                 try:
-                    wires[item.id] = dialect.encode(item.message, self.signer)
+                    wires[item.id] = dialect.encode(item.message, self.signers[bank])
                 except ProtocolError as exc:
                     log.error("cannot encode %s for %s: %s", item.msg_id, bank, exc)
                     continue
@@ -418,6 +420,28 @@ class Hub:
     def run_in_store(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """Run a store function on the store thread (for the web API and the CLI helpers)."""
         return self.db.run(fn, *args)
+
+
+def signing_pair_for(config: Config, bank: str) -> tuple[Path, Path]:
+    """The gateway's (certificate, key) that signs messages to `bank`: the first pair whose key type the bank's
+    dialect accepts (a detached-ECDSA dialect needs P-256, for example). Banks verify with that certificate.
+
+    Raises:
+        LocalError: no configured pair suits the dialect (re-create the instance, or add `alt_signing_*`).
+    """
+    accepted = registry.get(config.banks[bank].dialect).signature_methods
+    for cert_path, key_path in config.signing_pairs():
+        cert = load_certificate(cert_path)
+        method = RSA_SHA256 if isinstance(cert.public_key(), rsa.RSAPublicKey) else ECDSA_SHA256
+        if method in accepted:
+            return cert_path, key_path
+    raise LocalError(f"no gateway signing key of a type the {config.banks[bank].dialect} dialect accepts")
+
+
+def signer_for(config: Config, bank: str) -> Signer:
+    """The signer of messages to `bank` (see :func:`signing_pair_for`)."""
+    cert_path, key_path = signing_pair_for(config, bank)
+    return Signer(load_private_key(key_path), load_certificate(cert_path))
 
 
 class _Identity(ProtocolError):

@@ -100,9 +100,7 @@ def init(args: argparse.Namespace) -> int:
             return _fail(f"--bank {code}:{dialect}: {exc}")
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        PkiDirectory(directory / "pki").init(
-            args.node, [c for c, _ in banks], KeyType(args.key_type), datetime.now(UTC)
-        )
+        _init_pki(directory / "pki", args.node, banks, KeyType(args.key_type))
     except PkiError as exc:
         return _fail(str(exc))
     text = configuration.render(
@@ -121,6 +119,31 @@ def init(args: argparse.Namespace) -> int:
         f"run it with: tgw run --config {directory / 'gateway.toml'}"
     )
     return 0
+
+
+def _init_pki(path: Path, node: str, banks: list[tuple[str, str]], key_type: KeyType) -> None:
+    """The development PKI: the CA, the gateway's keys, and each bank's certificate of a type its dialect takes.
+
+    A dialect's signature scheme may accept only one key type (a detached ECDSA signature, say), so a bank gets
+    `key_type` where its dialect accepts it and the other type where it does not, and the gateway gets a second
+    message-signing pair of the other type (`gateway-signing-alt-*.pem`) to sign for such banks.
+    """
+    from banks import registry
+    from certs.pki import generate_key, issue_signing_cert, save_certificates, save_private_key
+    from protocols.signature import ECDSA_SHA256, RSA_SHA256
+
+    now = datetime.now(UTC)
+    pki = PkiDirectory(path)
+    pki.init(node, [c for c, _ in banks], key_type, now)
+    other = KeyType.EC if key_type is KeyType.RSA else KeyType.RSA
+    method = {KeyType.RSA: RSA_SHA256, KeyType.EC: ECDSA_SHA256}
+    for code, dialect in banks:
+        if method[key_type] not in registry.get(dialect).signature_methods:
+            pki.issue_bank(code, other, now)
+    ca_cert, ca_key = pki.load_ca()
+    key = generate_key(other)
+    save_private_key(path / "gateway-signing-alt-key.pem", key)
+    save_certificates(path / "gateway-signing-alt-cert.pem", issue_signing_cert(ca_cert, ca_key, key, node, now))
 
 
 def _load(path: Path) -> configuration.Config | None:
