@@ -364,8 +364,11 @@ class Simulation:
         rules: RuleSet | None = None,
         in_process_banks: bool = True,
         web: bool = False,
+        with_cards: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.with_cards = with_cards
+        self.cards: Any = None  # the official-card cycle (gateway.cards.demo.CardCycle) when with_cards
         self.reactor = reactor
         self.seed = seed
         self.rules = rules or RuleSet()
@@ -400,6 +403,10 @@ class Simulation:
         self.start_gateway()
         yield self.wait_signed_on()
         yield self.grant_quota()
+        if self.with_cards and self.banks:
+            from gateway.cards.demo import start_card_cycle
+
+            self.cards = start_card_cycle(self.running.hub, self.banks, Random(self.seed + 7101))
 
     def start_gateway(self) -> None:
         """The gateway on the instance (it writes `run.json`), and the in-process banks if there are any."""
@@ -586,6 +593,8 @@ class Simulation:
             return
         self._stopped = True
         self.stop_feeding()
+        if self.cards is not None:
+            self.cards.stop()
         for bank in self.banks:
             bank.stop()
         if self.running is not None:
@@ -713,7 +722,7 @@ def run_demo(
         DemoError: the instance could not be created, or the run failed (the message says why).
     """
     cfg = create_instance(options.directory, options.banks, key_type=options.key_type)
-    sim = Simulation(cfg, reactor, seed=options.seed, rules=demo_rules(), web=True)
+    sim = Simulation(cfg, reactor, seed=options.seed, rules=demo_rules(), web=True, with_cards=True)
     result: dict[str, Any] = {}
     errors: list[str] = []
     finishing: list[defer.Deferred[Any]] = []
@@ -728,6 +737,10 @@ def run_demo(
             sim.store_totals() if sim.running is not None else defer.succeed({"banks": {}, "outcomes_sha256": ""})
         )
         d.addCallback(lambda totals: result.update(summary(sim, totals, options, interrupted=interrupted)))
+        if sim.cards is not None:
+            sim.cards.stop()
+            d.addCallback(lambda _: sim.cards.summary() if sim.cards is not None else {})
+            d.addCallback(lambda cards: result.update({"cards": cards}))
         d.addErrback(lambda f: errors.append(f"summary failed: {f.getErrorMessage()}"))
         d.addBoth(lambda _: sim.stop())
         d.addErrback(lambda f: log.warning("stopping: %s", f.getErrorMessage()))
