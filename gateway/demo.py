@@ -577,6 +577,16 @@ class Simulation:
 
     # --- results and stopping ---------------------------------------------------------------------------------
 
+    @defer.inlineCallbacks
+    def wait_store_final(self, timeout_s: float = 60.0, poll_s: float = 0.05) -> Any:
+        """Fires when every voucher in the store (card repayments included) is in a final state."""
+        deadline = self.reactor.seconds() + timeout_s
+        while True:
+            open_count = yield self.running.hub.run_in_store(_open_vouchers)
+            if not open_count or self.reactor.seconds() > deadline:
+                return
+            yield task.deferLater(self.reactor, poll_s, lambda: None)
+
     def store_totals(self) -> defer.Deferred[dict[str, Any]]:
         """From the store: per bank and state the count, amount, amount paid and returned; and a digest of every
         voucher's outcome (key, state, paid, returned) in submission order."""
@@ -599,6 +609,13 @@ class Simulation:
             bank.stop()
         if self.running is not None:
             yield self.running.stop()
+
+
+def _open_vouchers(conn: Connection) -> int:
+    count: int = conn.execute(
+        select(func.count()).select_from(vouchers).where(vouchers.c.state.not_in(tuple(FINAL_STATES)))
+    ).scalar_one()
+    return count
 
 
 def _store_totals(conn: Connection) -> dict[str, Any]:
@@ -757,6 +774,9 @@ def run_demo(
             if options.vouchers is None:
                 return  # fed until interrupted: the shutdown trigger finishes
             yield sim.wait_settled()
+            if sim.cards is not None:  # no new repayments; let those already sent settle too
+                sim.cards.stop()
+                yield sim.wait_store_final()
             yield finish(interrupted=False)
         except Exception as exc:
             if not finishing:

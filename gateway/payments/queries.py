@@ -49,6 +49,7 @@ def summary(row: RowMapping) -> dict[str, Any]:
     return {
         "key": str(key),
         "vt_code": row["vt_code"],
+        "business_type_code": row["business_type_code"],
         "voucher_no": row["voucher_no"],
         "bank": row["bank_code"],
         "agency_code": row["agency_code"],
