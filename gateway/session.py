@@ -10,6 +10,7 @@ sign-on deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,10 @@ class BankSession(Protocol):
             return
         self.bank_code = bank
         spec: FrameSpec = self.hub.framing_for(bank)
-        self._decoder = FrameDecoder(spec)
+        # [session] max_frame_bytes caps what a bank may send, below its dialect's own maximum; never above it
+        # (the dialect's header may not express more) and at least 1 (config), so the spec stays valid.
+        cap = min(spec.max_body_bytes, self.hub.config.session.max_frame_bytes)
+        self._decoder = FrameDecoder(dataclasses.replace(spec, max_body_bytes=cap))
         self.hub.session_opened(self)
         self._touch()
 
@@ -92,13 +96,17 @@ class BankSession(Protocol):
     # --- bytes in ---------------------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self._decoder is None or self.closing:
-            return  # before the handshake completed nothing can arrive; after close nothing counts
+        if self._decoder is None or self.closing or self._decoder.error is not None:
+            # before the handshake nothing can arrive; after close, or after a framing error (answered once,
+            # then closing), nothing counts
+            return
         self._touch()
         try:
             frames = self._decoder.feed(data)
         except FramingError as exc:
-            frames = []
+            # The frames completed in this chunk before the bad header are processed first: what the bank
+            # sees must not depend on how TCP cut its bytes into chunks.
+            frames = list(self._decoder.frames_before_error)
             error: FramingError | None = exc
         else:
             error = None
@@ -136,23 +144,26 @@ class BankSession(Protocol):
             self.abort()
 
     def _buffered_bytes(self) -> int:
-        # TLSMemoryBIOProtocol keeps unsent application data in _appSendBuffer and the TCP transport its own.
+        """Bytes written and not yet taken by the kernel: the TLS layer's cleartext backlog plus the TCP
+        transport's write buffer."""
+        # TLSMemoryBIOProtocol keeps unsent application data in _appSendBuffer. The TCP transport
+        # (twisted.internet.abstract.FileDescriptor) keeps `dataBuffer`, of which the first `offset` bytes have
+        # already gone to the kernel, and later writes in `_tempDataBuffer` (`_tempDataLen` bytes).
         transport: Any = self.transport
-        size = 0
-        for attr in ("_appSendBuffer",):
-            size += sum(len(chunk) for chunk in getattr(transport, attr, []) or [])
+        size = sum(len(chunk) for chunk in getattr(transport, "_appSendBuffer", None) or [])
         lower = getattr(transport, "transport", None)
-        data_buffer = getattr(lower, "dataBuffer", b"")
-        size += len(data_buffer) + sum(len(c) for c in getattr(lower, "_tempDataBuffer", []) or [])
+        size += len(getattr(lower, "dataBuffer", b"")) - getattr(lower, "offset", 0)
+        size += getattr(lower, "_tempDataLen", 0)
         return size
 
     # --- timers -----------------------------------------------------------------------------------------------
 
     def signed_on_now(self) -> None:
-        """Sign-on accepted: stop the sign-on deadline."""
+        """Sign-on accepted: stop the sign-on deadline and start the idle timer (probes go to signed-on links)."""
         self.signed_on = True
         if self._sign_on is not None and self._sign_on.active():
             self._sign_on.cancel()
+        self._touch()
 
     def _sign_on_expired(self) -> None:
         if not self.signed_on:
@@ -160,19 +171,30 @@ class BankSession(Protocol):
             self.close()
 
     def _touch(self) -> None:
-        """Anything received: the peer is alive; restart the idle timer and forget a pending probe."""
+        """Anything received: the peer is alive; restart the idle timer and forget a pending probe.
+
+        The idle timer runs from the first sign-on: before it, the sign-on deadline is the only timer, and
+        nothing but replies may go to the connection (PROTOCOL.md §4), a probe included.
+        """
         if self._probe is not None and self._probe.active():
             self._probe.cancel()
         self._probe = None
         limits = self.hub.config.session
         if self._idle is not None and self._idle.active():
             self._idle.reset(limits.idle_timeout_s)
-        else:
+        elif self.signed_on:
             self._idle = self.clock.callLater(limits.idle_timeout_s, self._idle_expired)
 
     def _idle_expired(self) -> None:
-        """Silent for the idle timeout: send a 9005 probe; no answer within the probe timeout closes."""
+        """Silent for the idle timeout: send a 9005 probe; no answer within the probe timeout closes.
+
+        A link that signed off (and was not closed by the bank that asked) may not be probed: it is closed.
+        """
         if self.closing:
+            return
+        if not self.signed_on:
+            log.info("%s: %s silent after signing off; closing", self.connection_id, self.bank_code)
+            self.close()
             return
         self.hub.send_probe(self)
         self._probe = self.clock.callLater(self.hub.config.session.probe_timeout_s, self._probe_expired)

@@ -169,6 +169,28 @@ def test_silence_for_the_idle_timeout_sends_a_probe(link: Link, hub: Hub, clock:
     assert (probe.head.src, probe.head.des) == (NODE, "ICBC")
 
 
+def test_no_probe_goes_to_a_link_that_has_not_signed_on(
+    config: Config, db_engine: Engine, clock: Clock, icbc: Bank
+) -> None:
+    """Nothing but replies goes to a connection before sign-on (PROTOCOL.md §4), not even the idle probe: the
+    sign-on deadline is its only timer, even when it is longer than the idle period."""
+    hub = make_hub(config, db_engine, clock, sign_on_timeout_s=120.0)
+    link = connect(hub, clock, icbc, peer_certificate(config, "ICBC"))
+    clock.advance(hub.config.session.idle_timeout_s + hub.config.session.probe_timeout_s + 1)
+    assert link.received() == [] and not link.transport.disconnecting
+    clock.advance(120.0)
+    assert link.transport.disconnecting and link.received() == []
+
+
+def test_a_link_silent_after_signing_off_is_closed_not_probed(link: Link, hub: Hub, clock: Clock) -> None:
+    """After a 9008 the connection may get nothing but replies: silent for the idle period, it is closed."""
+    link.sign_on()
+    link.send(link.bank.frame(SignOff(reason="日终签退")))
+    assert only(link.received()).head.msg_no == "9009"
+    clock.advance(hub.config.session.idle_timeout_s)
+    assert link.received() == [] and link.transport.disconnecting
+
+
 def test_an_unanswered_probe_aborts_the_connection(link: Link, hub: Hub, clock: Clock) -> None:
     """No answer within probe_timeout_s after the probe: the connection is cut (aborted), not before."""
     link.sign_on()
@@ -275,17 +297,12 @@ def test_an_oversized_frame_is_refused_before_its_body(link: Link) -> None:
     assert link.transport.disconnecting
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: [session] max_frame_bytes is never used: session.py handshakeCompleted builds the "
-    "FrameDecoder from the dialect's FrameSpec (4 MiB) and ignores the configured cap",
-)
 def test_the_configured_frame_maximum_is_enforced(config: Config, db_engine: Engine, clock: Clock) -> None:
     """[session] max_frame_bytes caps a frame: a header announcing more is a framing error (91001, close)."""
-    hub = make_hub(config, db_engine, clock, max_frame_bytes=1024)
+    hub = make_hub(config, db_engine, clock, max_frame_bytes=8192)  # a signed 9006 is some 2 kB
     link = connect(hub, clock, make_bank(config, "ICBC"), peer_certificate(config, "ICBC"))
     link.sign_on()
-    link.send(b"00002048")
+    link.send(b"00008193")
     assert [m.body.result for m in link.received()] == [91001]
     assert link.transport.disconnecting
 
@@ -313,12 +330,6 @@ def test_several_frames_in_one_chunk_are_processed_in_order(link: Link) -> None:
     assert [m.head.msg_ref for m in link.received()] == ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: session.py dataReceived drops the frames completed in the same chunk before a framing error "
-    "(FrameDecoder.feed raises and `frames = []`; decoder.frames_before_error is ignored), so the outcome "
-    "depends on how TCP chunked the bytes",
-)
 def test_frames_before_a_framing_error_in_the_same_chunk_are_processed(link: Link) -> None:
     """A good frame followed by a bad header in one chunk: the good frame is answered, then the 91001."""
     link.sign_on()
@@ -700,12 +711,6 @@ def test_a_bank_that_reads_is_never_cut_off(config: Config, db_engine: Engine, c
     assert len(link.received) > 10 * cap
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: session.py _buffered_bytes counts len(transport.dataBuffer) without subtracting "
-    "FileDescriptor.offset (the part the kernel already took), so a bank that has read most of a large burst "
-    "is cut off although little is waiting",
-)
 def test_a_slow_reader_is_measured_by_what_it_has_not_read(
     config: Config, db_engine: Engine, clock: Clock, icbc: Bank
 ) -> None:
