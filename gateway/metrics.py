@@ -367,3 +367,31 @@ class _Readings(Collector):
         for info in certificates(hub):
             days.add_metric([info.name, info.bank, format(info.serial, "x")], round(info.days_left(now), 3))
         yield days
+        yield from _card_metrics(hub)
+
+
+def _card_metrics(hub: Hub) -> Iterator[Metric]:
+    """Official-card spending by state, and the due / overdue records the deadline watch last counted."""
+    from gateway.cards.runtime import watch_of
+
+    watch = watch_of(hub)
+    counts = watch.counts if watch is not None else {}
+    records = GaugeMetricFamily("tgw_card_spending", "Official-card spending records by state.", labels=["state"])
+    amounts = GaugeMetricFamily("tgw_card_spending_fen", "Official-card spending by state, in fen.", labels=["state"])
+    deadlines = GaugeMetricFamily(
+        "tgw_card_deadlines", "Unrepaid official-card spending near or past its LimitDate.", labels=["when"]
+    )
+    deadline_fen = GaugeMetricFamily(
+        "tgw_card_deadlines_fen", "Unrepaid official-card spending near or past its LimitDate, in fen.", labels=["when"]
+    )
+    for key, value in sorted(counts.items()):
+        if key.startswith("records_"):
+            records.add_metric([key.removeprefix("records_")], value)
+        elif key.startswith("fen_"):
+            amounts.add_metric([key.removeprefix("fen_")], value)
+    for when in ("due", "overdue"):
+        deadlines.add_metric([when], counts.get(when, 0))
+        deadline_fen.add_metric([when], counts.get(f"{when}_fen", 0))
+    failures = GaugeMetricFamily("tgw_card_repay_failures", "Failed official-card repayment details, all time.")
+    failures.add_metric([], counts.get("repay_failures", 0))
+    yield from (records, amounts, deadlines, deadline_fen, failures)

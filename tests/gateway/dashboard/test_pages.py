@@ -113,3 +113,30 @@ def test_metrics_time_the_answers(site: tuple[Resource, Dashboard], hub: Hub) ->
     assert 'tgw_ack_latency_seconds_bucket{bank="ICBC",le="0.5"} 1.0' in text
     assert 'tgw_receipt_latency_seconds_bucket{bank="ICBC",le="2.5"} 1.0' in text
     assert 'tgw_receipt_latency_seconds_bucket{bank="ICBC",le="1.0"} 0.0' in text
+
+
+def test_metrics_show_card_deadlines(
+    site: tuple[Resource, Dashboard], hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline watch's counts (issue 5: due and overdue raised in metrics) appear in the exposition."""
+    from types import SimpleNamespace
+
+    from gateway.cards import runtime
+
+    counts = {
+        "records_APPROVED": 3,
+        "fen_APPROVED": 12_345,
+        "due": 2,
+        "due_fen": 800,
+        "overdue": 1,
+        "overdue_fen": 500,
+        "repay_failures": 4,
+    }
+    monkeypatch.setattr(runtime, "watch_of", lambda _hub: SimpleNamespace(counts=counts))
+    _, dash = site
+    dash.metrics.refresh()
+    text = dash.metrics.exposition().decode()
+    assert 'tgw_card_spending{state="APPROVED"} 3.0' in text
+    assert 'tgw_card_deadlines{when="overdue"} 1.0' in text
+    assert 'tgw_card_deadlines_fen{when="due"} 800.0' in text
+    assert "tgw_card_repay_failures 4.0" in text
