@@ -3,6 +3,7 @@ latencies from the hub's events, and the pages that wait for services not attach
 
 from __future__ import annotations
 
+import pytest
 from twisted.web.resource import Resource
 
 from gateway import metrics
