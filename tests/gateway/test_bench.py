@@ -48,7 +48,8 @@ def test_a_short_gateway_benchmark_reports_every_figure(tmp_path: Path) -> None:
     for latencies in (entry["latency_ms_at_max"], entry["latency_ms_at_half"]):
         assert 0 < latencies["p50"] <= latencies["p99"] <= latencies["p99_9"]
     assert entry["gateway_cpu_cores"] > 0 and entry["bank_cpu_cores"] is not None
-    assert entry["gateway_cpu_ms_per_payment"] > 0 and entry["bank_cpu_ms_per_payment"] > 0
+    # the bank's CPU is read from /proc in clock ticks (10 ms): a few dozen payments may round to none
+    assert entry["gateway_cpu_ms_per_payment"] > 0 and entry["bank_cpu_ms_per_payment"] >= 0
     for ratio in ("vs_gateway_signature_ceiling", "vs_signature_ceiling_one_core", "vs_tls_echo"):
         assert entry[ratio] > 0
     ceiling = results["ceilings"]["ec"]
