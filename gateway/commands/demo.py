@@ -233,12 +233,19 @@ def print_summary(result: dict[str, Any], console: Any = None) -> None:
     table.add_column("ledger agrees", justify="center")
     for code, bank in result["banks"].items():
         agrees = bank.get("agrees_with_ledger")
+        in_flight = bank["final"] < bank["vouchers"]
         table.add_row(
             code,
             *[_cell(bank["states"].get(s, 0), s) for s in shown],
             str(bank["vouchers"]),
             f"{(bank['paid_fen'] - bank['returned_fen']) / 100:,.2f}",
-            "–" if agrees is None else ("[green]yes[/green]" if agrees else "[red]no[/red]"),
+            "–"
+            if agrees is None
+            else "[green]yes[/green]"
+            if agrees
+            else "[yellow]in flight[/yellow]"
+            if in_flight
+            else "[red]no[/red]",
         )
     table.add_row(
         "all",
