@@ -32,7 +32,7 @@ from gateway.store import repo
 from gateway.store.db import is_sqlite
 from gateway.store.errors import QuotaExceeded
 from gateway.store.tables import archive, inbound, outbox, vouchers
-from protocols import jsonform, rules
+from protocols import codec, jsonform, rules, schema
 from protocols.errors import Problem, ResultCode, ValidationError
 from protocols.messages import (
     CardSpending,
@@ -203,7 +203,8 @@ def _outbox_message(document: str) -> Message:
 
 
 def check_voucher(voucher: Voucher) -> list[Problem]:
-    """Business rules of a voucher submitted by the finance side (the same rules a bank's receipt obeys)."""
+    """Schema and business rules of a voucher submitted by the finance side: exactly what a bank would check
+    of the 5201/8202 it becomes (PROTOCOL.md §5.1), each problem naming its field (`Body/Voucher/…`)."""
     head = Head(
         msg_no=voucher.msg_no,
         msg_id="x",
@@ -212,8 +213,14 @@ def check_voucher(voucher: Voucher) -> list[Problem]:
         des="x",
         work_date=voucher.vou_date,
         send_time=datetime(2000, 1, 1),
-    )
-    return [p for p in rules.check(Message(head, voucher)) if not p.field.startswith("Head/")]
+    )  # a placeholder head: the real one is made at enqueue; its problems are not the voucher's
+    message = Message(head, voucher)
+    try:
+        problems = schema.check(codec.to_tree(message), Voucher)
+    except ValueError as exc:  # a value that cannot even be written as XML (a control character, say)
+        problems = [Problem(f"Body/{Voucher.ELEMENT}", str(exc))]
+    problems += rules.check(message)
+    return [p for p in problems if not p.field.startswith("Head/")]
 
 
 # --- finance side ---------------------------------------------------------------------------------------------
@@ -556,11 +563,13 @@ def apply_return(
     """A 2252: part or all of a paid voucher came back; never more than was paid (PROTOCOL.md §5.3)."""
     row = _own_voucher(conn, bank, notice.original_key)
     amount = -notice.pay_amt_fen
-    if row["state"] != State.PAID.value:
-        raise Refused(f"voucher {notice.original_key} is {row['state']}, only a paid voucher can be returned")
+    # The same notice under a new MsgId is already applied: answered 90000, nothing changes. Looked for before
+    # the state, because a notice that returned everything has itself moved the voucher out of PAID.
     for entry in repo.history(conn, row["id"]):
         if entry.event.startswith("returned") and json.loads(entry.detail).get("notice") == notice.voucher_no:
-            return [], False, row["id"]  # the same notice under a new MsgId: already applied
+            return [], False, row["id"]
+    if row["state"] != State.PAID.value:
+        raise Refused(f"voucher {notice.original_key} is {row['state']}, only a paid voucher can be returned")
     paid = row["x_pay_amt_fen"] or 0
     returned = row["returned_fen"] + amount
     if returned > paid:

@@ -327,13 +327,6 @@ def test_an_unknown_bank_is_refused(desk: Desk) -> None:
     assert desk.count(vouchers) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: service.submit checks only the business rules (service.check_voucher → rules.check), never "
-    "the schema: a voucher with AdmDivCode 'ABC' (PROTOCOL.md §5.1: 6–12 digits) or an empty PayeeAcctName is "
-    "accepted and would be signed and sent (a VoucherNo with '/' even breaks the API's key paths); JSON "
-    "submissions (jsonform.from_json) are not schema-checked either",
-)
 @pytest.mark.parametrize(
     "change", [{"adm_div_code": "ABC"}, {"payee_acct_name": ""}, {"voucher_no": "5201 45/01"}], ids=str
 )
@@ -805,12 +798,6 @@ def test_the_same_return_notice_twice_is_applied_once(desk: Desk) -> None:
     assert desk.voucher(v).returned_fen == 1_000_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: service.apply_return checks `state != PAID` before looking for the notice in the history, so "
-    "the same full-return notice sent again under a new MsgId is refused 91006 (and raised as an alert) "
-    "instead of answered 90000 as already applied",
-)
 def test_the_same_full_return_notice_twice_is_applied_once(desk: Desk) -> None:
     v = direct()
     paid(desk, v)
