@@ -65,7 +65,7 @@ class ExternalSorter:
         *,
         directory: str | None = None,
         run_records: int = 65_536,
-        block_records: int = 1024,
+        block_records: int = 256,
         fan_in: int = 32,
     ) -> None:
         if min(run_records, block_records) < 1 or fan_in < 2:

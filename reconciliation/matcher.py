@@ -16,7 +16,7 @@ flat), then merges it with the ledger, which the port yields already in key orde
 4. **Summary checks**: the statement's declared count and total against its details (and, for camt.053, its
    balances), and the ledger's control totals against the entries streamed.
 
-Memory holds one key group at a time, a batch of matched entries for the sink, and the breaks (capped by
+Memory holds a chunk of each side, a batch of matched entries for the sink, and the breaks (capped by
 :attr:`MatchLimits.max_breaks`); it does not grow with the statement. The class definitions, with the
 cut-off window, are in docs/reconciliation.md; :func:`carry_over` carries open breaks from run to run.
 """
@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from itertools import islice, repeat
+from itertools import compress, count, islice, repeat
 from operator import add, ge, itemgetter, ne
 from typing import Any, Final
 
@@ -227,7 +227,6 @@ class _Run:
         self.statement = statement
         self.check_date = check_date
         self.check_day = check_date.toordinal()
-        self.scratch = scratch
         self.sink = sink
         self.limits = limits
         self.carried: dict[str, list[Break]] = {}
@@ -304,17 +303,20 @@ class _Run:
         records = statement.items[statement.i : statement.i + n]
         voucher_nos = list(map(_VOUCHER_NO, entries))
         keys = list(map(add, map(add, map(_VT_CODE, entries), repeat(KEY_SEPARATOR)), voucher_nos))
-        if not keys[0] > previous:
+        if not keys[0] > previous or "" in voucher_nos:
             return 0
-        m = min(
-            _first_true(map(ne, keys, map(_KEY, records)), n),
-            _first_true(map(ge, keys, keys[1:]), n),  # a repeated key (or disorder): its group goes to _step
-            _first_true(map(ne, map(_AMOUNT, entries), map(_S_AMOUNT, records)), n),
-            _first_true(map(ne, map(_STATE, entries), map(_S_STATE, records)), n),
-            _first_true(map(ne, map(_PAYEE, entries), map(_S_PAYEE, records)), n),
-            _first_true(map(ne, map(date.toordinal, map(_PAY_DATE, entries)), map(_S_DAY, records)), n),
-            voucher_nos.index("") if "" in voucher_nos else n,
+        columns = (
+            (keys, list(map(_KEY, records))),
+            (list(map(_VALUES, entries)), list(map(_S_VALUES, records))),  # (amount, status, payee): IntEnum == int
+            (list(map(date.toordinal, map(_PAY_DATE, entries))), list(map(_S_DAY, records))),
         )
+        if all(ours == theirs for ours, theirs in columns):
+            m = n  # the statement's keys are sorted, so equal keys are in order too
+        else:
+            m = min(
+                _first_true(map(ge, keys, keys[1:]), n),  # a repeated key (or disorder): its group goes to _step
+                *(_first_true(map(ne, ours, theirs), n) for ours, theirs in columns),
+            )
         # The last key accepted must not continue past the stretch on either side.
         while m:
             last = keys[m - 1]
@@ -690,21 +692,15 @@ class _Feed:
 
 
 def _first_true(flags: Iterable[bool], default: int) -> int:
-    """The index of the first true flag, or `default`."""
-    try:
-        return list(flags).index(True)
-    except ValueError:
-        return default
+    """The index of the first true flag, or `default` (looping in C, stopping at the first)."""
+    return next(compress(count(), flags), default)
 
 
 _VT_CODE: Final = itemgetter(2)
 _VOUCHER_NO: Final = itemgetter(3)
 _AMOUNT: Final = itemgetter(5)
-_STATE: Final = itemgetter(6)
-_PAYEE: Final = itemgetter(7)
+_VALUES: Final = itemgetter(5, 6, 7)
 _PAY_DATE: Final = itemgetter(8)
 _KEY: Final = itemgetter(0)
-_S_AMOUNT: Final = itemgetter(2)
-_S_STATE: Final = itemgetter(3)
-_S_PAYEE: Final = itemgetter(4)
+_S_VALUES: Final = itemgetter(2, 3, 4)
 _S_DAY: Final = itemgetter(5)

@@ -22,9 +22,10 @@ this streaming entry point moves into `protocols/xmlsafe.py`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
 
 from lxml import etree
 
@@ -128,28 +129,31 @@ def _events(
 
 
 def _check_size(element: etree._Element, source: str, limits: StreamLimits) -> None:
-    count = 1
-    stack = [(element, 1)]
-    while stack:
-        node, depth = stack.pop()
-        for child in node:
-            count += 1
-            if count > limits.max_element_count:
-                raise StatementError(
-                    f"more than {limits.max_element_count} elements inside",
-                    source=source,
-                    line=line_of(element),
-                    element=local_name(element),
-                )
-            if depth >= limits.max_element_depth:
-                raise StatementError(
-                    f"elements nested deeper than {limits.max_element_depth}",
-                    source=source,
-                    line=line_of(child),
-                    element=local_name(element),
-                )
-            if len(child):
-                stack.append((child, depth + 1))
+    too_deep, count = _probes(limits.max_element_depth)
+    if cast(float, count(element)) > limits.max_element_count:
+        raise StatementError(
+            f"more than {limits.max_element_count} elements inside",
+            source=source,
+            line=line_of(element),
+            element=local_name(element),
+        )
+    if too_deep(element):
+        raise StatementError(
+            f"elements nested deeper than {limits.max_element_depth}",
+            source=source,
+            line=line_of(element),
+            element=local_name(element),
+        )
+
+
+@functools.cache
+def _probes(max_depth: int) -> tuple[etree.XPath, etree.XPath]:
+    """Compiled XPath probes: "is anything deeper than `max_depth` below this element" and "how many elements".
+
+    An lxml XPath object serializes its evaluations with a lock, so threads may share it (as in xmlsafe).
+    """
+    deeper = etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")")
+    return deeper, etree.XPath("count(descendant-or-self::*)")
 
 
 def release(element: etree._Element) -> None:

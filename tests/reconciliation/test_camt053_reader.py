@@ -132,6 +132,11 @@ def test_several_statements_add_up_and_must_share_their_date() -> None:
         list(read_camt053(io.BytesIO(moved)))
 
 
+def test_supplementary_data_in_another_namespace_is_ignored() -> None:
+    data = V02.replace(b"<Sts>BOOK</Sts>", b'<Sts>BOOK</Sts><x:Note xmlns:x="urn:bank:extra"><x:Id>9</x:Id></x:Note>')
+    assert [x.serial for x in read(data)] == ["CCB2026112300000001"]
+
+
 def test_interim_balances_are_ignored_and_a_statement_may_have_no_summary() -> None:
     data = V02.replace(b"<Cd>OPBD</Cd>", b"<Cd>ITBD</Cd>")
     start = data.index(b"<TxsSummry>")

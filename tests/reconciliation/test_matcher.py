@@ -194,9 +194,10 @@ def test_a_group_pairs_by_serial_first_then_in_order(lines: list[StatementDetail
     """Two entries and two lines under one key: the serials that agree pair up, the rest pair in order."""
     ledger = ledger_of(lines)
     first = next(i for i, e in enumerate(ledger) if e.voucher_no == lines[0].voucher_no)
-    ledger.insert(first, ledger[first]._replace(st_year=2025, serial="A"))
-    spoilt = [dataclasses.replace(lines[0], x_agent_business_no="B"), *lines]
-    result = run(ledger, statement_of(spoilt))
+    other_year = ledger[first]._replace(st_year=2025, serial="A", amount_fen=ledger[first].amount_fen * 3)
+    ledger.insert(first, other_year)
+    second_line = dataclasses.replace(lines[0], x_agent_business_no="B", amt_fen=other_year.amount_fen)
+    result = run(ledger, statement_of([*lines, second_line]))
     assert result.balanced and result.matched == len(lines) + 1
 
 
