@@ -719,7 +719,7 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
                 attempts=attempts,
                 wire=row["wire"] or wires[row["id"]],
                 last_sent_at=now,
-                next_attempt_at=now + timedelta(seconds=backoff),
+                next_attempt_at=now + timedelta(seconds=resend_delay_s(settings, attempts)),
             )
         )
         archive_outbound_frame(conn, bank, None, wires[row["id"]], now, row["msg_id"], row["msg_no"], row["voucher_id"])

@@ -905,12 +905,6 @@ def test_a_status_reply_for_a_voucher_not_in_doubt_changes_nothing(desk: Desk) -
     assert desk.state(v) == "PAID"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after XStatus 0 put the voucher's outbox row back to PENDING, a late 9120 90000 for that same "
-    "MsgId marks the row ACKED (service.handle_bank_reply settles the row before trying ACCEPTED+ack, which "
-    "is illegal and ignored): the voucher stays ACCEPTED with nothing left to send and no deadline, for ever",
-)
 def test_a_late_ack_after_status_not_received_does_not_strand_the_voucher(desk: Desk) -> None:
     v = direct()
     query = in_doubt(desk, v)
