@@ -373,7 +373,7 @@ class _Run:
         elif len(lg) == 1 and len(sg) == 1:
             self.matched += self._pair(lg[0], sg[0], by_serial=False)
         else:
-            self.matched += self._group(key, lg, sg)
+            self.matched += self._group(lg, sg)
         return key if lg else previous
 
     def _ledger_key(self, e: LedgerEntry, previous: str) -> str:
@@ -399,7 +399,7 @@ class _Run:
             sent += size
         del batch[:sent]
 
-    def _group(self, key: str, lg: list[LedgerEntry], sg: list[_Rec]) -> int:
+    def _group(self, lg: list[LedgerEntry], sg: list[_Rec]) -> int:
         """Pair a key's ledger entries with its statement lines: by serial, then in order. Returns matches."""
         waiting = list(sg)
         pairs: list[tuple[LedgerEntry, _Rec]] = []
