@@ -613,8 +613,11 @@ def handle_bank_reply(conn: Connection, bank: str, connection_id: str, item: Inb
         if body.result == ResultCode.TEMPORARY:
             return Outcome(OK)  # the bank asks us to resend later: the row stays SENT and its backoff runs
         state = "ACKED" if body.result == OK else "NACKED"
-        if row["state"] in ("ACKED", "NACKED"):
-            return Outcome(OK)  # a duplicate answer
+        if row["state"] != "SENT":
+            # A duplicate answer (ACKED/NACKED), or a late one for a message that is no longer waiting for it:
+            # stopped in doubt (NACKED), or put back to PENDING by a 9102 "never received" — settling that row
+            # would leave its voucher ACCEPTED with nothing to send. The resend gets its own answer.
+            return Outcome(OK)
         conn.execute(
             update(outbox)
             .where(outbox.c.id == row["id"])
@@ -719,7 +722,7 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
                 attempts=attempts,
                 wire=row["wire"] or wires[row["id"]],
                 last_sent_at=now,
-                next_attempt_at=now + timedelta(seconds=resend_delay_s(settings, attempts)),
+                next_attempt_at=now + timedelta(seconds=backoff),
             )
         )
         archive_outbound_frame(conn, bank, None, wires[row["id"]], now, row["msg_id"], row["msg_no"], row["voucher_id"])
