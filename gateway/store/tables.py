@@ -343,6 +343,73 @@ audit_log: Final = Table(
     CheckConstraint(_in("outcome", AUDIT_OUTCOMES), name="outcome"),
 )
 
+# --- reconciliation (issue 6; migration 0004) --------------------------------------------------------------------
+
+#: Run states: RUNNING (being written; a failed run rolls back, so it is never seen) and DONE.
+RECON_RUN_STATES: Final = ("RUNNING", "DONE")
+#: Break states: OPEN until cleared by a later statement, found again by a later run, or resolved.
+RECON_BREAK_STATES: Final = ("OPEN", "CLOSED")
+
+recon_runs: Final = Table(
+    "recon_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("check_date", Date, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("source", Text, nullable=False),  # the statement's format and file (RunResult.source)
+    Column("status", String(10), nullable=False),
+    Column("ledger_count", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("ledger_fen", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("statement_count", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("statement_fen", BigInteger, nullable=False, default=0, server_default=text("0")),
+    Column("declared_count", Integer, nullable=True),
+    Column("declared_fen", BigInteger, nullable=True),
+    Column("matched", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("matched_by_serial", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("carried_in", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("break_count", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("counts", Text, nullable=False),  # JSON {break class: n} for every class
+    UniqueConstraint("bank_code", "check_date"),  # re-running a date replaces its run
+    CheckConstraint(_in("status", RECON_RUN_STATES), name="status"),
+)
+
+recon_breaks: Final = Table(
+    "recon_breaks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("recon_runs.id"), nullable=False, index=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("check_date", Date, nullable=False),
+    Column("break_class", String(20), nullable=False),
+    Column("break_key", String(64), nullable=False),  # Break.key: "5201-…", a serial, or the summary's scope
+    Column("vt_code", String(4), nullable=False),
+    Column("voucher_no", String(42), nullable=False),
+    Column("serial", String(42), nullable=False),  # the bank serial XAgentBusinessNo ("" when none)
+    Column("ledger_side", Text, nullable=True),  # JSON of the ledger's values, or NULL
+    Column("bank_side", Text, nullable=True),  # JSON of the statement's values, or NULL
+    Column("detail", Text, nullable=False),
+    Column("scope", String(64), nullable=False, default="", server_default=text("''")),
+    Column("declared", Text, nullable=True),  # JSON {"count", "amount_fen"} of a summary mismatch
+    Column("computed", Text, nullable=True),
+    Column("difference_fen", BigInteger, nullable=False),
+    Column("opened_on", Date, nullable=False),  # the check date it was first found on (age: from here)
+    Column("closed_on", Date, nullable=True),
+    Column("closed_reason", String(32), nullable=True),  # "cleared", "found again", …
+    Column("state", String(6), nullable=False),
+    CheckConstraint(_in("state", RECON_BREAK_STATES), name="state"),
+    Index(None, "bank_code", "state", "check_date"),
+)
+
+#: Matched vouchers per run: reconciliation is recorded on this link, not as a voucher state.
+recon_matches: Final = Table(
+    "recon_matches",
+    metadata,
+    Column("run_id", Integer, ForeignKey("recon_runs.id"), primary_key=True),
+    Column("voucher_id", Integer, ForeignKey("vouchers.id"), primary_key=True, index=True),
+)
+
 #: Every table holding data, parents before children (tests empty them in reverse).
 ALL_TABLES: Final = (
     vouchers,
@@ -358,4 +425,7 @@ ALL_TABLES: Final = (
     operators,
     operator_sessions,
     audit_log,
+    recon_runs,
+    recon_breaks,
+    recon_matches,
 )
