@@ -47,6 +47,8 @@ setup(
             "psycopg[binary]>=3.1",
             "selenium>=4.20",  # dashboard browser tests, driving Debian's chromium through chromedriver
         ],
+        # the reference implementation the reconciliation benchmark compares against (tgw bench reconcile)
+        "bench": ["pandas>=2"],
         "dev": [
             "ruff>=0.6",
             "mypy>=1.10",
