@@ -241,6 +241,7 @@ class Hub:
         assert session.bank_code is not None
         probe, msg_id = Ping(), self.next_reply_id()
         document = self.sign(session.bank_code, probe, msg_id, msg_id)
+        session.probe_msg_id = msg_id  # its answer is archived and settles nothing (no outbox row)
         session.write_frame(encode_frame(self.dialects[session.bank_code].framing, document))
         self._archive_out(session, Sent(msg_id, probe.msg_no, document))
 
@@ -268,30 +269,70 @@ class Hub:
                 return self._reject(
                     session, raw, raw_head, _Identity(f"BankCode {body.bank_code!r} is not {bank}"), close=True
                 )
-            session.signed_on_now()
             reply = SignOnReply(result=90000, add_word="签到成功", work_date=self.work_date())
-            d = self._answer_session(session, inbound, reply)
-            d.addCallback(lambda _: self.kick(bank, resend=True))
+            # Signed on once the sign-on is recorded; a store outage answers 91099 and leaves it unsigned.
+            d = self._answer_session(session, inbound, reply, done=session.signed_on_now)
+            d.addCallback(lambda _: self.kick(bank, resend=True) if session.signed_on else None)
             return d
         if isinstance(body, SignOff):
-            session.signed_on = False
-            return self._answer_session(session, inbound, SignOffReply(result=90000))
+            session.signed_on = False  # at once: nothing more is dispatched to this link
+
+            def still_signed_on() -> None:  # the sign-off was not recorded (91099): the bank asks again
+                session.signed_on = True
+
+            return self._answer_session(session, inbound, SignOffReply(result=90000), failed=still_signed_on)
+        if isinstance(body, Reply) and head.msg_ref and head.msg_ref == session.probe_msg_id:
+            return self._archive_only(session, inbound)  # the answer to our idle probe: routine, no outbox row
         if isinstance(body, Reply | StatusReply):
             return self._bank_reply(session, inbound)
         if isinstance(body, SignOnReply | SignOffReply):
             return self._archive_only(session, inbound)
         return self._request(session, inbound)
 
-    def _answer_session(self, session: BankSession, inbound: Inbound, reply: Payload) -> defer.Deferred[Any]:
-        """Session-level requests (probe, sign-on, sign-off): archived, then answered."""
-        d: defer.Deferred[Any] = self._archive_only(session, inbound)
-        d.addCallback(lambda _: self.send_reply(session, reply, inbound.message.head.msg_id))
-        d.addCallback(lambda sent: self._archive_out(session, sent))
-        return d
+    def _answer_session(
+        self,
+        session: BankSession,
+        inbound: Inbound,
+        reply: Payload,
+        done: Callable[[], None] | None = None,
+        failed: Callable[[], None] | None = None,
+    ) -> defer.Deferred[None]:
+        """Session-level requests (probe, sign-on, sign-off): archived, then `done`, then answered.
+
+        With the store unavailable the request is answered 9120 91099 (nothing recorded, resend it), after
+        `failed`, and the connection stays open.
+        """
+        head = inbound.message.head
+        d = self.db.run(service.archive_inbound, session.bank_code, session.connection_id, inbound, self.now())
+
+        def answered(_: Any) -> None:
+            if done is not None:
+                done()
+            self._archive_out(session, self.send_reply(session, reply, head.msg_id))
+
+        def unavailable(failure: Any) -> None:
+            failure.trap(StoreUnavailable)
+            log.error("store unavailable: %s", failure.value)
+            if failed is not None:
+                failed()
+            self._temporary_failure(session, head.msg_no, head.msg_id)
+
+        return d.addCallbacks(answered, unavailable)
+
+    def _temporary_failure(self, session: BankSession, msg_no: str, msg_id: str) -> None:
+        """Answer 9120 91099: the store is unavailable, nothing was recorded (not even this reply)."""
+        reply = Reply(ori_msg_no=msg_no, result=int(ResultCode.TEMPORARY), add_word="暂时无法处理，请重发")
+        self.send_reply(session, reply, msg_id)
 
     def _archive_only(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
+        """Archive a message that needs no answer (a reply to us); with the store unavailable it is only logged."""
         d = self.db.run(service.archive_inbound, session.bank_code, session.connection_id, inbound, self.now())
-        return d.addCallback(lambda _: None)
+
+        def unavailable(failure: Any) -> None:
+            failure.trap(StoreUnavailable)
+            log.error("store unavailable, %s not archived: %s", inbound.message.head.msg_id, failure.value)
+
+        return d.addCallbacks(lambda _: None, unavailable)
 
     def _archive_out(self, session: BankSession, sent: Sent) -> None:
         d = self.db.run(
@@ -322,21 +363,25 @@ class Hub:
         def unavailable(failure: Any) -> None:
             failure.trap(StoreUnavailable)
             log.error("store unavailable: %s", failure.value)
-            reply = Reply(ori_msg_no=head.msg_no, result=int(ResultCode.TEMPORARY), add_word="暂时无法处理，请重发")
-            self.send_reply(session, reply, head.msg_id)  # nothing recorded, not even this reply
+            self._temporary_failure(session, head.msg_no, head.msg_id)
 
         return d.addCallbacks(replied, unavailable)
 
     def _bank_reply(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
         """A 9120 or 9102 answering one of our messages: settles the outbox row and the voucher."""
         bank = session.bank_code
+        assert bank is not None
+        msg_ref = inbound.message.head.msg_ref
         d = self.db.run(service.handle_bank_reply, bank, session.connection_id, inbound, self.now())
 
         def done(outcome: service.Outcome) -> None:
-            session.in_flight = max(0, session.in_flight - 1)
+            # That message is answered, wherever it was written: it leaves the in-flight window. A duplicate
+            # answer, or one to a message this process did not write, finds nothing to remove.
+            for live in self.sessions.get(bank, []):
+                live.unanswered.discard(msg_ref)
             for kind, data in outcome.events:
                 self.emit(kind, data)
-            self.kick(bank)  # type: ignore[arg-type]
+            self.kick(bank)
 
         def unavailable(failure: Any) -> None:
             failure.trap(StoreUnavailable)
@@ -357,13 +402,28 @@ class Hub:
         if not sessions:
             return
         window = sum(max(0, self.config.session.max_in_flight - s.in_flight) for s in sessions)
-        if window <= 0:
-            return
         self._dispatching.add(bank)
-        d = self.db.run(service.claim_outbox, bank, self.now(), window, self.node_id, resend)
-        d.addCallback(self._send_claimed, bank)
+        if window <= 0:
+            d = self._prune_window(bank, sessions)
+        else:
+            d = self.db.run(service.claim_outbox, bank, self.now(), window, self.node_id, resend)
+            d.addCallback(self._send_claimed, bank)
         d.addErrback(lambda f: log.error("dispatcher for %s failed: %s", bank, f.getTraceback()))
         d.addBoth(self._dispatch_done, bank)
+
+    def _prune_window(self, bank: str, sessions: list[BankSession]) -> defer.Deferred[Any]:
+        """The window is full: forget the messages that were settled without an answer on the wire (a receipt
+        that overtook a lost acknowledgement, a voucher gone in doubt); if that freed room, dispatch again."""
+        written = set().union(*(s.unanswered for s in sessions))
+        d = self.db.run(service.still_unanswered, bank, written)
+
+        def prune(still: set[str]) -> None:
+            if still != written:
+                for session in sessions:
+                    session.unanswered &= still
+                self._again.add(bank)
+
+        return d.addCallback(prune)
 
     def _send_claimed(self, items: list[service.OutboxItem], bank: str) -> defer.Deferred[None] | None:
         if not items:
@@ -381,16 +441,15 @@ class Hub:
                 wires[item.id] = item.wire
         d = self.db.run(service.mark_sent, bank, wires, self.now(), self.config.payments)
 
-        def write(events: list[tuple[str, dict[str, Any]]]) -> None:
+        def write(marked: service.Marked) -> None:
             sessions = self.live_sessions(bank)
-            if not sessions:
-                return  # the rows are SENT and unacknowledged: they go again on reconnection
-            for n, item in enumerate(i for i in items if i.id in wires):
+            # Only what mark_sent recorded as sent goes out: a row cancelled or stopped after the claim stays home.
+            for item in (i for i in items if i.id in marked.ids) if sessions else ():
                 session = min(sessions, key=lambda s: s.in_flight) if len(sessions) > 1 else sessions[0]
                 session.write_frame(encode_frame(dialect.framing, wires[item.id]))
-                session.in_flight += 1
-                del n
-            for kind, data in events:
+                session.unanswered.add(item.msg_id)
+            # (without a live session the rows are SENT and unacknowledged: they go again on reconnection)
+            for kind, data in marked.events:
                 self.emit(kind, data)
 
         return d.addCallback(write)

@@ -42,13 +42,22 @@ class BankSession(Protocol):
         self.bank_code: str | None = None
         self.signed_on = False
         self.closing = False
-        self.in_flight = 0  # gateway-initiated messages written and not yet answered on this session
+        #: MsgIds of gateway-initiated messages written on this session and not yet answered (the in-flight
+        #: window counts them; a resend of the same MsgId counts once).
+        self.unanswered: set[str] = set()
+        #: The MsgId of the last idle probe sent on this session: the bank's 9120 to it settles nothing.
+        self.probe_msg_id: str | None = None
         self._decoder: FrameDecoder | None = None
         self._queue: defer.Deferred[None] = defer.succeed(None)
         self._idle: IDelayedCall | None = None
         self._probe: IDelayedCall | None = None
         self._sign_on: IDelayedCall | None = None
         self._bytes_queued = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Gateway-initiated messages written on this session and not yet answered."""
+        return len(self.unanswered)
 
     # --- connection lifecycle ---------------------------------------------------------------------------------
 

@@ -75,6 +75,14 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Marked:
+    """What :func:`mark_sent` recorded as sent (the ids the dispatcher may write), and the events it caused."""
+
+    ids: frozenset[int]
+    events: Events = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class Submitted:
     """A voucher accepted by :func:`submit`."""
 
@@ -708,15 +716,21 @@ def claim_outbox(
     return [OutboxItem(r["id"], r["msg_id"], _outbox_message(r["document"]), r["wire"]) for r in rows]
 
 
-def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetime, settings: PaymentSettings) -> Events:
-    """Record the claimed messages as sent (before they are written: a reply can never overtake the record)."""
+def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetime, settings: PaymentSettings) -> Marked:
+    """Record the claimed messages as sent (before they are written: a reply can never overtake the record).
+
+    Only rows still waiting to go (PENDING, or SENT and unanswered) are marked: a row cancelled, stopped in
+    doubt or settled since it was claimed keeps its state, and is not in the returned ids, so the dispatcher
+    does not write it.
+    """
     events: Events = []
+    marked: set[int] = set()
     for row in conn.execute(select(outbox).where(outbox.c.id.in_(list(wires)))).mappings().all():
         attempts = row["attempts"] + 1
         backoff = min(settings.resend_backoff_max_s, settings.ack_timeout_s * (2 ** (attempts - 1)))
-        conn.execute(
+        updated = conn.execute(
             update(outbox)
-            .where(outbox.c.id == row["id"])
+            .where(outbox.c.id == row["id"], outbox.c.state.in_(("PENDING", "SENT")))
             .values(
                 state="SENT",
                 attempts=attempts,
@@ -725,6 +739,9 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
                 next_attempt_at=now + timedelta(seconds=backoff),
             )
         )
+        if updated.rowcount != 1:
+            continue  # changed since the claim (a cancel, the deadline, an answer): not sent
+        marked.add(row["id"])
         archive_outbound_frame(conn, bank, None, wires[row["id"]], now, row["msg_id"], row["msg_no"], row["voucher_id"])
         if row["voucher_id"] is not None and row["msg_no"] in ("5201", "8202"):
             voucher = repo.get_voucher_row(conn, row["voucher_id"])
@@ -753,7 +770,24 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
                     detail={"attempt": attempts},
                     msg_id=row["msg_id"],
                 )
-    return events
+    return Marked(frozenset(marked), events)
+
+
+def still_unanswered(conn: Connection, bank: str, msg_ids: set[str]) -> set[str]:
+    """Of `msg_ids` (written to `bank`), those whose outbox row is still SENT, that is still awaiting its answer
+    (the dispatcher's in-flight window forgets the others)."""
+    still: set[str] = set()
+    ids = sorted(msg_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        still.update(
+            conn.execute(
+                select(outbox.c.msg_id).where(
+                    outbox.c.bank_code == bank, outbox.c.msg_id.in_(chunk), outbox.c.state == "SENT"
+                )
+            ).scalars()
+        )
+    return still
 
 
 def tick(conn: Connection, now: datetime, settings: PaymentSettings, node: str = "") -> Events:

@@ -483,12 +483,6 @@ def test_cancel_of_an_unknown_voucher_is_refused(desk: Desk) -> None:
     assert str(direct().key) in info.value.add_word
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cancel that commits between the dispatcher's claim_outbox and mark_sent is undone: "
-    "service.mark_sent updates the claimed rows by id whatever their state (NACKED → SENT) and the hub then "
-    "writes the cancelled voucher to the bank (hub.py _send_claimed writes every claimed item)",
-)
 def test_a_cancel_between_claim_and_send_keeps_the_voucher_from_the_bank(desk: Desk) -> None:
     v = direct()
     desk.submit(v)

@@ -216,12 +216,6 @@ def test_an_answered_probe_keeps_the_connection_and_probes_again_later(link: Lin
     assert only(link.received()).head.msg_no == "9005"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the bank's 9120 answering the gateway's own 9005 probe goes to service.handle_bank_reply, "
-    "finds no outbox row for its MsgRef and raises an operator alert ('reply to unknown MsgId') on every idle "
-    "probe (hub.py Hub.handle_frame / _bank_reply; the probe is not recorded anywhere)",
-)
 def test_answering_a_probe_raises_no_alert(link: Link, hub: Hub, clock: Clock) -> None:
     """The answer to an idle probe is routine: no 'alert' event for the operators."""
     events: list[tuple[str, dict[str, Any]]] = []
@@ -459,12 +453,6 @@ def test_the_in_flight_window_limits_unanswered_messages(config: Config, db_engi
     assert [m.body.voucher_no for m in link.received() if m.head.msg_no == "5201"] == [vouchers[2].voucher_no]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hub.py _bank_reply decrements session.in_flight for every 9120/9102 it gets — a duplicate ack, "
-    "a reply to an unknown MsgId, the answer to an idle probe (never counted when sent) — so the in-flight "
-    "window opens wider than max_in_flight",
-)
 def test_in_flight_falls_only_when_a_message_is_answered_for_the_first_time(
     config: Config, db_engine: Engine, clock: Clock
 ) -> None:
@@ -485,6 +473,33 @@ def test_in_flight_falls_only_when_a_message_is_answered_for_the_first_time(
     link.send(link.bank.frame(ack, msg_ref=sent_ids[0]))  # the bank answers twice
     counts.append(link.session.in_flight)
     assert counts == [2, 2, 1, 1]
+
+
+def test_a_message_settled_without_its_ack_leaves_the_window(config: Config, db_engine: Engine, clock: Clock) -> None:
+    """A receipt that overtakes a lost acknowledgement settles the voucher's message: once the window is full, the
+    dispatcher forgets such messages instead of waiting for an answer that will never come."""
+    hub = make_hub(config, db_engine, clock, max_in_flight=1)
+    link = connect(hub, clock, make_bank(config, "ICBC"), peer_certificate(config, "ICBC"))
+    first, second = samples.direct_voucher(), samples.direct_voucher("5201450100000124")
+    submit(db_engine, first, second)
+    link.sign_on()
+    assert [m.body.voucher_no for m in link.received() if m.head.msg_no == "5201"] == [first.voucher_no]
+    link.send(link.bank.frame(samples.receipt()))  # paid; its 9120 never came
+    clock.advance(0)
+    messages = link.received()
+    assert [m.body.result for m in messages if m.head.msg_no == "9120"] == [90000]
+    assert [m.body.voucher_no for m in messages if m.head.msg_no == "5201"] == [second.voucher_no]
+    assert link.session.in_flight == 1
+
+
+def test_a_sign_on_during_a_store_outage_is_answered_91099_and_not_signed_on(link: Link, hub: Hub) -> None:
+    """Nothing recorded, so nothing happened: the link is not signed on and the bank signs on again later."""
+    hub.db = InlineDatabase(create_engine_for("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=2))
+    msg_id = link.bank.next_msg_id()
+    link.send(link.bank.frame(SignOn(bank_code="ICBC", last_work_date=date(2026, 11, 20)), msg_id=msg_id))
+    reply = only(link.received())
+    assert (reply.head.msg_no, reply.head.msg_ref, reply.body.result) == ("9120", msg_id, 91099)
+    assert not link.session.signed_on and not link.transport.disconnecting
 
 
 def test_a_voucher_waits_for_sign_on(link: Link, hub: Hub, db_engine: Engine) -> None:
@@ -509,12 +524,6 @@ def test_a_store_outage_answers_a_request_91099_and_records_nothing(link: Link, 
     assert count_inbound(db_engine) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a store outage aborts a bank session on any session-level message (9005/9006/9008): "
-    "hub.py _answer_session archives first and has no StoreUnavailable errback, so the failure reaches "
-    "session._crashed → abortConnection instead of a 9120 91099",
-)
 def test_a_store_outage_does_not_cut_a_probing_bank_off(link: Link, hub: Hub) -> None:
     """A 9005 while the store is unreachable is answered (the link stays up) rather than aborted."""
     link.sign_on()
