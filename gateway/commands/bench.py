@@ -63,6 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _gateway_options(gateway)
     gateway.set_defaults(func=run_gateway)
+    from gateway.commands import bench_dialects
+
+    bench_dialects.register(bsub)
     codec = bsub.add_parser("codec", help="protocol core: parse+validate+verify and build+sign per second")
     codec.add_argument("--runs", type=int, default=5, help="timed runs per figure (the median is reported)")
     codec.add_argument("--seconds", type=float, default=0.4, help="length of one timed run")
