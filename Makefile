@@ -39,6 +39,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/tgw bench codec
 	$(BIN)/tgw bench gateway
+	$(BIN)/tgw bench dialects
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
