@@ -48,7 +48,7 @@ class PaymentSettings:
 
     receipt_deadline_s: float = 300.0
     ack_timeout_s: float = 30.0
-    resend_backoff_initial_s: float = 1.0
+    resend_backoff_initial_s: float = 30.0  # the wait after the first resend; then doubling (docs/protocol.md §7)
     resend_backoff_max_s: float = 60.0
     status_query_interval_s: float = 60.0
     tick_s: float = 1.0

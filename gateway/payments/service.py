@@ -716,6 +716,14 @@ def claim_outbox(
     return [OutboxItem(r["id"], r["msg_id"], _outbox_message(r["document"]), r["wire"]) for r in rows]
 
 
+def resend_delay_s(settings: PaymentSettings, attempts: int) -> float:
+    """How long a message sent `attempts` times waits for its answer before it is sent again: the ack timeout
+    after the first send, then `resend_backoff_initial_s` doubling up to `resend_backoff_max_s`."""
+    if attempts <= 1:
+        return settings.ack_timeout_s
+    return float(min(settings.resend_backoff_max_s, settings.resend_backoff_initial_s * 2 ** (attempts - 2)))
+
+
 def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetime, settings: PaymentSettings) -> Marked:
     """Record the claimed messages as sent (before they are written: a reply can never overtake the record).
 
@@ -727,7 +735,6 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
     marked: set[int] = set()
     for row in conn.execute(select(outbox).where(outbox.c.id.in_(list(wires)))).mappings().all():
         attempts = row["attempts"] + 1
-        backoff = min(settings.resend_backoff_max_s, settings.ack_timeout_s * (2 ** (attempts - 1)))
         updated = conn.execute(
             update(outbox)
             .where(outbox.c.id == row["id"], outbox.c.state.in_(("PENDING", "SENT")))
@@ -736,7 +743,7 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
                 attempts=attempts,
                 wire=row["wire"] or wires[row["id"]],
                 last_sent_at=now,
-                next_attempt_at=now + timedelta(seconds=backoff),
+                next_attempt_at=now + timedelta(seconds=resend_delay_s(settings, attempts)),
             )
         )
         if updated.rowcount != 1:

@@ -528,16 +528,31 @@ def test_an_unacknowledged_message_is_resent_with_the_same_msg_id_and_bytes_afte
     desk.tx(service.mark_sent, "ICBC", {again.id: b"<other bytes/>"}, at(SETTINGS.ack_timeout_s), SETTINGS)
     (row,) = desk.outbox()
     assert bytes(row["wire"]) == wire and row["attempts"] == 2
-    second_delay = min(SETTINGS.resend_backoff_max_s, 2 * SETTINGS.ack_timeout_s)
+    second_delay = min(SETTINGS.resend_backoff_max_s, SETTINGS.resend_backoff_initial_s)
     assert row["next_attempt_at"] == at(SETTINGS.ack_timeout_s + second_delay)
     now = SETTINGS.ack_timeout_s + second_delay
     desk.mark_sent(desk.claim(at(now)), at(now))
     (row,) = desk.outbox()
     assert row["attempts"] == 3
-    assert row["next_attempt_at"] == at(now + SETTINGS.resend_backoff_max_s)
+    assert row["next_attempt_at"] == at(now + min(SETTINGS.resend_backoff_max_s, 2 * SETTINGS.resend_backoff_initial_s))
     assert desk.state(v) == "SENT"
     assert desk.events(v) == ["submitted", "dispatch", "resent", "resent"]
     assert desk.chains_ok()
+
+
+def test_the_first_wait_is_the_ack_timeout_then_the_resend_backoff_doubles_to_its_maximum(desk: Desk) -> None:
+    """docs/protocol.md §7: ack_timeout_s after the first send, then resend_backoff_initial_s, doubling, capped."""
+    settings = PaymentSettings(ack_timeout_s=30.0, resend_backoff_initial_s=5.0, resend_backoff_max_s=60.0)
+    desk.submit(direct())
+    now, waits = 0.0, []
+    for _ in range(7):
+        (item,) = desk.claim(at(now))
+        desk.tx(service.mark_sent, "ICBC", {item.id: b"<sent/>"}, at(now), settings)
+        (row,) = desk.outbox()
+        waits.append((row["next_attempt_at"] - at(now)).total_seconds())
+        now += waits[-1]
+    assert waits == [30.0, 5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert [service.resend_delay_s(PaymentSettings(), n) for n in (1, 2, 3, 4)] == [30.0, 30.0, 60.0, 60.0]
 
 
 def test_a_fresh_sign_on_resends_every_unacknowledged_message_at_once(desk: Desk) -> None:
