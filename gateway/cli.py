@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as pki_cli
-from gateway.commands import bench, cards, demo, instance, message, simulate, users
+from gateway.commands import bench, cards, demo, instance, message, reconcile, simulate, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     simulate.register(sub)
     users.register(sub)  # issue 7: dashboard accounts
+    reconcile.register(sub)  # issue 6: nightly reconciliation, by hand
     return parser
 
 

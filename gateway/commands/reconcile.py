@@ -1,0 +1,168 @@
+"""`tgw reconcile`: reconcile one bank's statement file for a check date against the store, by hand (issue 6).
+
+Reads the statement (`--format 4006|text|camt053`; 4006 pages may be given as several `--statement` files),
+reconciles it against the vouchers in the instance's database (:mod:`gateway.reconcile.store_port`), stores the
+run and its breaks (replacing an earlier run of the same bank and date), writes the reports (HTML, CSV, JSON) to
+`--report-dir` (default `<instance>/reports/`) and prints a summary, or with `--json` the summary as JSON.
+
+Exit codes: 0 no break open after the run, 1 breaks remain, 2 usage, configuration or a statement that cannot be
+read (nothing is stored then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.commands.instance import _fail, _load
+from protocols.money import parse_date8
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("reconcile", help="reconcile a bank's statement for a check date (日终对账)")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--date", required=True, type=_date, help="the check date, YYYYMMDD")
+    p.add_argument("--bank", help="the bank code (default: the only configured bank)")
+    p.add_argument(
+        "--statement",
+        action="append",
+        type=Path,
+        required=True,
+        help="the statement file (repeat for the pages of a 4006 statement)",
+    )
+    p.add_argument("--format", choices=("4006", "text", "camt053"), default="text", help="default: text")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--report-dir", type=Path, help="where the reports go (default: <instance>/reports)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+def _date(text: str) -> date:
+    try:
+        return parse_date8(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def open_statement(kind: str, files: list[Path]) -> Any:
+    """The statement stream of `files` read as `kind` (4006, text, camt053)."""
+    from reconciliation.formats import STANDARD_TEXT
+    from reconciliation.readers import read_4006, read_camt053, read_text
+
+    if kind == "4006":
+        return read_4006([str(f) for f in files])
+    if len(files) != 1:
+        raise ValueError(f"a {kind} statement is one file, not {len(files)}")
+    if kind == "camt053":
+        return read_camt053(str(files[0]))
+    return read_text(str(files[0]), STANDARD_TEXT)
+
+
+class _Progress:
+    """Counts the statement's records as the matcher stages them, with a rich progress bar on a terminal."""
+
+    def __init__(self, statement: Any, enabled: bool) -> None:
+        self._statement = statement
+        self._enabled = enabled and sys.stderr.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._statement, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._statement)
+
+    def records(self) -> Iterator[Any]:
+        records = self._statement.records()
+        if not self._enabled:
+            yield from records
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed:,} lines")) as bar:
+            task = bar.add_task("reading statement", total=None)
+            for n, record in enumerate(records, 1):
+                if n % 10_000 == 0:
+                    bar.update(task, completed=n)
+                yield record
+
+
+def run(args: argparse.Namespace) -> int:
+    """Reconcile, store, report; see the module docstring for exit codes."""
+    from gateway.reconcile.store_port import run_day
+    from gateway.store.db import create_engine_for
+    from reconciliation.errors import ReconciliationError
+    from reconciliation.ports import TempFileScratch
+    from reconciliation.report import to_csv, to_html, to_json
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    bank = args.bank
+    if bank is None:
+        if len(cfg.banks) != 1:
+            return _fail(f"name the bank with --bank (configured: {', '.join(cfg.banks) or 'none'})", 2)
+        bank = next(iter(cfg.banks))
+    elif bank not in cfg.banks:
+        return _fail(f"unknown bank {bank!r}; configured: {', '.join(cfg.banks)}", 2)
+    try:
+        statement = open_statement(args.format, args.statement)
+    except (ValueError, OSError, ReconciliationError) as exc:
+        return _fail(f"cannot read the statement: {exc}", 2)
+    scratch_dir = cfg.directory / "scratch"
+    scratch_dir.mkdir(exist_ok=True)
+    progress: Any = _Progress(statement, not args.no_progress and not args.json)  # duck-typed StatementStream
+    engine = create_engine_for(cfg.database_url)
+    try:
+        day = run_day(
+            engine,
+            bank,
+            args.date,
+            progress,
+            scratch=TempFileScratch(str(scratch_dir)),
+            now=datetime.now(UTC).replace(tzinfo=None),
+        )
+    except (OSError, ReconciliationError) as exc:
+        return _fail(f"cannot reconcile {bank} {args.date:%Y%m%d}: {exc}", 2)
+    finally:
+        engine.dispose()
+
+    result, carry = day.result, day.carry
+    report_dir: Path = args.report_dir or cfg.directory / "reports"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stem = report_dir / f"recon-{bank}-{args.date:%Y%m%d}"
+    paths = {kind: stem.with_suffix(f".{kind}") for kind in ("html", "csv", "json")}
+    paths["html"].write_text(to_html(result, open_breaks=carry.open), encoding="utf-8")
+    paths["csv"].write_text(to_csv(result.breaks), encoding="utf-8")
+    paths["json"].write_text(to_json(result, carry), encoding="utf-8")
+
+    summary = {
+        "bank": bank,
+        "check_date": args.date.isoformat(),
+        "run_id": day.run_id,
+        "source": result.source,
+        "ledger": {"count": result.ledger.count, "amount_fen": result.ledger.amount_fen},
+        "statement": {"count": result.statement.count, "amount_fen": result.statement.amount_fen},
+        "matched": result.matched,
+        "reconciled_vouchers": day.linked,
+        "breaks": {cls.value: n for cls, n in result.counts().items() if n},
+        "open_breaks": len(carry.open),
+        "closed_breaks": len(carry.closed),
+        "reports": {kind: str(path) for kind, path in paths.items()},
+    }
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        verdict = "平 balanced" if not carry.open else "不平 breaks remain"
+        print(f"{bank} {args.date:%Y-%m-%d}: {verdict}")
+        print(f"  ledger {result.ledger.count} entries, statement {result.statement.count} lines")
+        print(f"  matched {result.matched}, breaks {len(result.breaks)}, open after the run {len(carry.open)}")
+        for cls, n in result.counts().items():
+            if n:
+                print(f"    {cls.label}: {n}")
+        print(f"  reports: {paths['html']}")
+    return 1 if carry.open else 0
