@@ -234,6 +234,8 @@ DEFAULT_POSTGRESQL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SIGNATURE_CEILING_PAYMENTS_MAX = 1000
 #: The TLS echo is timed on at least this many payments (it is fast: fewer would measure mostly start-up).
 TLS_ECHO_PAYMENTS_MIN = 20_000
+#: A measurement in which no payment becomes final for this long has failed (the bank stopped answering).
+STALL_S = 60.0
 #: How long a process we started gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 10.0
 #: Signature operations per payment (voucher out, ack in, receipt in, ack out), by side.
@@ -664,14 +666,14 @@ def measure_gateway(reactor: Any, args: argparse.Namespace, database: str, key_t
         warm = max(20, min(200, n // 5))
         vouchers = sim.next_vouchers(warm + 2 * n)
         yield sim.feed(warm, window=window, batch_max=batch, vouchers=vouchers[:warm])
-        yield sim.wait_settled()
+        yield _settled(reactor, sim)
 
         tracker = sim.tracker
         before = set(tracker.submitted_at)
         bank_pid = scratch.process.pid if scratch.process is not None else None
         cpu = (_cpu_s(None), _cpu_s(bank_pid), time.perf_counter())
         yield sim.feed(n, window=window, batch_max=batch, vouchers=vouchers[warm : warm + n])
-        yield sim.wait_settled()
+        yield _settled(reactor, sim)
         wall = time.perf_counter() - cpu[2]
         gateway_cpu, bank_cpu = (_cpu_s(None) - cpu[0]) / wall, (_cpu_s(bank_pid) - cpu[1]) / wall
         keys = [k for k in tracker.submitted_at if k not in before]
@@ -686,7 +688,7 @@ def measure_gateway(reactor: Any, args: argparse.Namespace, database: str, key_t
         half_rate = sustained / 2
         start = time.perf_counter()
         yield sim.feed(n, rate_per_s=half_rate, window=10 * n, batch_max=batch, vouchers=vouchers[warm + n :])
-        yield sim.wait_settled()
+        yield _settled(reactor, sim)
         half_keys = [k for k in tracker.submitted_at if k not in before]
         half_achieved = len(half_keys) / (max(tracker.final_at[k] for k in half_keys) - start)
         not_paid = sum(1 for k in keys + half_keys if tracker.state_of.get(k) not in ("PAID", "RETURNED"))
@@ -709,6 +711,21 @@ def measure_gateway(reactor: Any, args: argparse.Namespace, database: str, key_t
         "gateway_cpu_ms_per_payment": round(gateway_cpu * wall / n * 1000, 2),
         "bank_cpu_ms_per_payment": round(bank_cpu * wall / n * 1000, 2) if bank_pid is not None else None,
     }
+
+
+@defer.inlineCallbacks
+def _settled(reactor: Any, sim: Any, stall_s: float = STALL_S) -> Any:
+    """Fires when every payment submitted is final; fails when none became final for `stall_s` seconds (a bank
+    that stopped answering must not hang the benchmark)."""
+    last, since = sim.tracker.final, time.monotonic()
+    while not sim.settled():
+        if sim.tracker.final != last:
+            last, since = sim.tracker.final, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise BenchError(
+                f"no payment became final for {stall_s:g} s ({sim.tracker.outstanding} outstanding); see the bank's log"
+            )
+        yield task.deferLater(reactor, 0.02, lambda: None)
 
 
 def _unless_exits(reactor: Any, d: defer.Deferred[Any], process: subprocess.Popen[bytes], log_file: Path) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,29 +15,20 @@ from gateway.commands import bench
 
 def test_a_short_gateway_benchmark_reports_every_figure(tmp_path: Path) -> None:
     output = tmp_path / "gateway.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "bench",
-            "--vouchers",
-            "50",
-            "--database",
-            "sqlite",
-            "--key-type",
-            "ec",
-            "--json",
-            "--output",
-            str(output),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    command = [sys.executable, "-m", "gateway.cli", "bench", "--vouchers", "50", "--database", "sqlite"]
+    command += ["--key-type", "ec", "--json", "--output", str(output)]
+    # its own process group: on a timeout the simulated bank it started goes too
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr
+    results = json.loads(stdout)
     assert json.loads(output.read_text(encoding="utf-8")) == results
     assert results["vouchers"] == 50 and results["runs"] == 1
     assert "own process" in results["bank"]
