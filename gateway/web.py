@@ -15,6 +15,10 @@ Every `/api/` call needs `Authorization: Bearer <api_token>` (from `gateway.toml
 | GET | /api/banks | configured banks and their live sessions |
 | GET | /api/archive/ID | one archived message, byte for byte (`application/xml`) |
 | * | /api/cards/… | official cards: spending, review, repayment, deadlines (:mod:`gateway.cards.web`) |
+
+A submission may name its submitter in `X-Actor` (1–48 of `A-Z a-z 0-9 _ . @ -`; recorded as `api:<actor>`,
+`api:finance` without it); any other value is refused (400). A negative `limit` or `offset` is 400, a request
+body over :data:`MAX_BODY_BYTES` 413.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -40,6 +45,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: `X-Actor`, who submits (recorded as `api:<actor>` in the history, a 64-character column).
+ACTOR = re.compile(r"[A-Za-z0-9_.@-]{1,48}")
+
+
+class BodyTooLarge(ValueError):
+    """A request body over :data:`MAX_BODY_BYTES` (413)."""
 
 
 def _send(request: Request, status: int, data: Any, content_type: bytes = b"application/json; charset=utf-8") -> None:
@@ -79,6 +90,8 @@ class Api(Resource):
     def _failed(self, failure: Any, request: Request) -> None:
         if failure.check(ValidationError):
             _send(request, 400, _problems(failure.value))
+        elif failure.check(BodyTooLarge):
+            _send(request, 413, {"error": "too_large", "message": str(failure.value)})
         elif failure.check(SubmissionError):
             _send(request, 400, {"error": "invalid", "message": str(failure.value)})
         elif failure.check(service.Refused):
@@ -97,8 +110,18 @@ class Api(Resource):
         assert request.content is not None
         data = request.content.read(MAX_BODY_BYTES + 1)
         if len(data) > MAX_BODY_BYTES:
-            raise ValueError(f"request body over {MAX_BODY_BYTES} bytes")
+            raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
         return data
+
+    def _actor(self, request: Request) -> str:
+        """`api:` and the `X-Actor` header (default `finance`); one that is not a short plain name is refused."""
+        header = request.getHeader(b"x-actor")
+        if header is None:
+            return "api:finance"
+        actor = header.decode("latin-1")
+        if not ACTOR.fullmatch(actor):
+            raise ValueError(f"X-Actor must be 1-48 of A-Z a-z 0-9 _ . @ -, not {actor[:60]!r}")
+        return f"api:{actor}"
 
     def _arg(self, request: Request, name: str) -> str | None:
         values = request.args.get(name.encode()) if request.args else None
@@ -111,13 +134,13 @@ class Api(Resource):
             status, data = yield cards_web.route(hub, request, method, path[1:])
             _send(request, status, data)
         elif path == ["vouchers"] and method == "POST":
+            actor = self._actor(request)
             items = parse_submission(
                 self._body(request),
                 request.getHeader(b"content-type") or b"",
                 self._arg(request, "bank"),
                 list(hub.config.banks),
             )
-            actor = f"api:{request.getHeader(b'x-actor').decode() if request.getHeader(b'x-actor') else 'finance'}"
             accepted = yield hub.run_in_store(
                 service.submit, items, actor, hub.now(), hub.config.node, list(hub.config.banks)
             )
@@ -132,6 +155,12 @@ class Api(Resource):
                 value = self._arg(request, name)
                 return None if value is None else int(value)
 
+            def count(name: str, default: int) -> int:
+                value = num(name)
+                if value is not None and value < 0:
+                    raise ValueError(f"{name} must not be negative, not {value}")
+                return value or default
+
             f = queries.VoucherFilter(
                 state=self._arg(request, "state"),
                 bank=self._arg(request, "bank"),
@@ -140,8 +169,8 @@ class Api(Resource):
                 payee=self._arg(request, "payee"),
                 min_fen=num("min_fen"),
                 max_fen=num("max_fen"),
-                limit=num("limit") or 50,
-                offset=num("offset") or 0,
+                limit=count("limit", 50),
+                offset=count("offset", 0),
             )
             _send(request, 200, (yield hub.run_in_store(queries.list_vouchers, f)))
         elif len(path) == 2 and path[0] == "vouchers" and method == "GET":
