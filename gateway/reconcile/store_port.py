@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.db import transaction
@@ -63,26 +63,24 @@ class StoreLedger:
 
     def entries(self, bank: str, check_date: date) -> Iterator[LedgerEntry]:
         """The ledger of `bank` for `check_date`, in key order (module docstring)."""
-        with self._engine.connect() as conn:
+        with transaction(self._engine, read_only=True) as conn:
             returns = sorted(self._returns(conn, bank, check_date), key=lambda e: (e.vt_code, e.voucher_no))
-            conn.rollback()
         yield from heapq.merge(returns, self._payments(bank, check_date), key=lambda e: (e.vt_code, e.voucher_no))
 
     def control_totals(self, bank: str, check_date: date) -> Totals:
         """Count and signed sum by SQL aggregates, separately from :meth:`entries`."""
         v = vouchers.c
-        amount = func.coalesce(v.x_pay_amt_fen, v.amount_fen)
-        with self._engine.connect() as conn:
+        amount = case((v.state == "FAILED", v.amount_fen), else_=func.coalesce(v.x_pay_amt_fen, v.amount_fen))
+        with transaction(self._engine, read_only=True) as conn:
             count, total = conn.execute(
                 select(func.count(), func.coalesce(func.sum(amount), 0)).where(_payment_filter(bank, check_date))
             ).one()
             returns = list(self._returns(conn, bank, check_date))
-            conn.rollback()
         return Totals(int(count), int(total)) + Totals(len(returns), sum(e.amount_fen for e in returns))
 
     def _payments(self, bank: str, check_date: date) -> Iterator[LedgerEntry]:
         v = vouchers.c
-        with self._engine.connect() as conn:
+        with transaction(self._engine, read_only=True) as conn:
             query = (
                 select(
                     v.adm_div_code,
@@ -112,7 +110,6 @@ class StoreLedger:
                     row.payee_acct_no,
                     row.x_pay_date,
                 )
-            conn.rollback()
 
     @staticmethod
     def _returns(conn: Connection, bank: str, check_date: date) -> Iterator[LedgerEntry]:
@@ -136,7 +133,7 @@ class StoreLedger:
                 RETURN_VT_CODE,
                 str(detail["notice"]),
                 str(detail.get("x_agent_business_no") or ""),
-                int(detail["amount_fen"]),
+                -abs(int(detail["amount_fen"])),  # the history keeps the amount that came back, positive
                 Status.RETURNED,
                 row.payee_acct_no,
                 row.at.date(),
@@ -293,7 +290,7 @@ def _store_result(
             declared_fen=declared.amount_fen if declared else None,
             matched=result.matched,
             matched_by_serial=result.matched_by_serial,
-            carried_in=result.carried_in,
+            carried_in=result.carried_in.count,
             break_count=len(result.breaks),
             counts=json.dumps({cls.value: n for cls, n in counts.items()}),
         )

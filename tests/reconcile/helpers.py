@@ -1,0 +1,115 @@
+"""A small ledger made through the payment service, and a statement file written from it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import Engine
+
+from gateway.config import PaymentSettings
+from gateway.payments import service
+from gateway.reconcile.store_port import StoreLedger
+from gateway.store.db import transaction
+from protocols import samples
+from protocols.messages import Receipt, ReturnNotice, StatementDetail, Voucher
+from reconciliation.inject import Injected, inject
+from reconciliation.model import BreakClass, Totals
+from tests.gateway.conftest import NODE, NOW_NAIVE, WORK_DATE
+
+BANK: Final = "ICBC"
+CHECK_DATE: Final = WORK_DATE
+
+
+def direct(n: int, amount_fen: int) -> Voucher:
+    return samples.direct_voucher(f"5201450100{n:06d}", (amount_fen,))
+
+
+def receipt_for(v: Voucher, paid: bool = True) -> Receipt:
+    return Receipt(
+        adm_div_code=v.adm_div_code,
+        st_year=v.st_year,
+        vt_code=v.vt_code,
+        voucher_no=v.voucher_no,
+        pay_amt_fen=v.pay_amt_fen,
+        x_pay_date=CHECK_DATE,
+        x_agent_business_no=f"{BANK}{v.voucher_no}",
+        x_pay_amt_fen=v.pay_amt_fen if paid else 0,
+        x_payee_acct_no=v.payee_acct_no,
+        x_payee_acct_name=v.payee_acct_name,
+        x_result="S" if paid else "F",
+        x_add_word=None if paid else "收款账户已销户",
+    )
+
+
+def seed_ledger(engine: Engine, n: int = 12, *, failed: int = 2, returned: int = 1) -> list[Voucher]:
+    """`n` vouchers of BANK submitted and settled on CHECK_DATE: `failed` refused, `returned` paid then returned."""
+    vouchers = [direct(i + 1, 10_000 * (i + 1) + 37) for i in range(n)]
+    now = NOW_NAIVE
+    with transaction(engine) as conn:
+        service.submit(conn, [(BANK, v) for v in vouchers], "operator:test", now, NODE, [BANK])
+        items = service.claim_outbox(conn, BANK, now, len(vouchers), "test-node", False)
+        wires = {i.id: f"<first send of {i.msg_id}/>".encode() for i in items}
+        service.mark_sent(conn, BANK, wires, now, PaymentSettings())
+        for i, v in enumerate(vouchers):
+            service.apply_receipt(conn, BANK, receipt_for(v, paid=i >= failed), f"R{i:08d}", now, f"bank:{BANK}")
+        for j, v in enumerate(vouchers[failed : failed + returned]):
+            notice = ReturnNotice(
+                adm_div_code=v.adm_div_code,
+                st_year=v.st_year,
+                vt_code="2252",
+                voucher_no=f"2252450100{j:06d}",
+                ori_vt_code=v.vt_code,
+                original_voucher_no=v.voucher_no,
+                pay_amt_fen=-v.pay_amt_fen,
+                x_pay_date=CHECK_DATE,
+                x_agent_business_no=f"{BANK}R{j:06d}",
+                remark="收款人账户已销户",
+            )
+            service.apply_return(conn, BANK, notice, f"N{j:08d}", now + timedelta(minutes=5), f"bank:{BANK}")
+    return vouchers
+
+
+def true_statement(engine: Engine) -> list[StatementDetail]:
+    """What a faithful bank lists for CHECK_DATE: exactly the store's ledger."""
+    return [
+        StatementDetail(
+            vt_code=e.vt_code,
+            voucher_no=e.voucher_no,
+            x_agent_business_no=e.serial,
+            x_pay_date=e.pay_date,
+            amt_fen=e.amount_fen,
+            pro_state=int(e.status),
+            payee_acct_no=e.payee_acct_no,
+        )
+        for e in StoreLedger(engine).entries(BANK, CHECK_DATE)
+    ]
+
+
+def spoilt_statement(
+    engine: Engine, counts: Mapping[BreakClass, int], seed: int = 7
+) -> tuple[list[StatementDetail], Injected]:
+    return inject(true_statement(engine), random.Random(seed), counts, check_date=CHECK_DATE)
+
+
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def write_text(
+    path: Path, lines: list[StatementDetail], declared: Totals | None = None, day: date = CHECK_DATE
+) -> Path:
+    """The statement in `formats.STANDARD_TEXT`."""
+    declared = declared or Totals(len(lines), sum(x.amt_fen for x in lines))
+    with path.open("w", encoding="utf-8") as file:
+        file.write(f"H|{day:%Y%m%d}|{declared.count}|{_yuan(declared.amount_fen)}\n")
+        for x in lines:
+            file.write(
+                f"{x.vt_code}|{x.voucher_no}|{x.x_agent_business_no}|{x.x_pay_date:%Y%m%d}|{_yuan(x.amt_fen)}"
+                f"|{x.pro_state}|{x.payee_acct_no}\n"
+            )
+    return path
