@@ -6,10 +6,14 @@ default that a development instance can run with.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from banks import registry
 
 DEFAULT_NODE = "450100000000"
 DEFAULT_BANK_PORT = 7801
@@ -126,6 +130,28 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any =
     return value
 
 
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """The table `key` of `data` (empty when absent); anything else there is refused naming `where`."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{where}] must be a table, not {value!r}")
+    return value
+
+
+def _known(table: dict[str, Any], names: set[str], where: str) -> None:
+    """Refuse a key that is no setting of the table (a typo would otherwise leave the default silently)."""
+    unknown = set(table) - names
+    if unknown:
+        raise ConfigError(f"unknown setting {where}.{sorted(unknown)[0]}")
+
+
+def _port(table: dict[str, Any], key: str, where: str, default: int) -> int:
+    value: int = _get(table, key, int, where, default)
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{where}.{key} must be a TCP port, 0-65535, not {value}")
+    return value
+
+
 def _limits(cls: type[Any], table: dict[str, Any], where: str) -> Any:
     defaults = cls()
     values = {}
@@ -184,45 +210,71 @@ def load(path: Path | str) -> Config:
         p = Path(value)
         return p if p.is_absolute() else directory / p
 
-    gw = data.get("gateway", {})
-    listen = data.get("listen", {})
-    pki = data.get("pki", {})
+    def rel_or_none(value: str) -> Path | None:
+        return rel(value) if value else None
+
+    gw = _table(data, "gateway", "gateway")
+    listen = _table(data, "listen", "listen")
+    pki = _table(data, "pki", "pki")
+    _known(gw, {"node", "database", "timezone", "api_token"}, "gateway")
+    _known(listen, {"bank_host", "bank_port", "web_host", "web_port"}, "listen")
+    _known(pki, set(_PKI), "pki")
     database = _get(gw, "database", str, "gateway", "sqlite:///gateway.db")
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         database = f"sqlite:///{rel(database.removeprefix('sqlite:///'))}"
     banks = {}
-    for code, table in data.get("banks", {}).items():
+    for code in _table(data, "banks", "banks"):
         where = f"banks.{code}"
+        table = _table(data["banks"], code, where)
+        _known(table, {"dialect", "signing_cert", "name"}, where)
+        dialect = _get(table, "dialect", str, where, "standard")
+        if dialect not in registry.DIALECTS:
+            raise ConfigError(f"{where}.dialect: {registry.UnknownDialect(dialect)}")
         banks[code] = BankConfig(
             code=code,
-            dialect=_get(table, "dialect", str, where, "standard"),
+            dialect=dialect,
             signing_cert=rel(_get(table, "signing_cert", str, where, f"pki/banks/{code}/cert.pem")),
             name=_get(table, "name", str, where, code),
         )
     node = _get(gw, "node", str, "gateway", DEFAULT_NODE)
+    if not re.fullmatch(r"[0-9]{12}", node):
+        raise ConfigError(f"gateway.node must be 12 digits (the division code padded with zeros), not {node!r}")
+    timezone = _get(gw, "timezone", str, "gateway", "Asia/Shanghai")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"gateway.timezone: no time zone {timezone!r} (for example Asia/Shanghai)") from None
+    api_token = _get(gw, "api_token", str, "gateway")
+    if not api_token.strip():
+        raise ConfigError("gateway.api_token must not be empty (the HTTP API would admit 'Bearer ' alone)")
     return Config(
         directory=directory,
         node=node,
         database_url=database,
-        timezone=_get(gw, "timezone", str, "gateway", "Asia/Shanghai"),
-        api_token=_get(gw, "api_token", str, "gateway"),
+        timezone=timezone,
+        api_token=api_token,
         bank_host=_get(listen, "bank_host", str, "listen", "127.0.0.1"),
-        bank_port=_get(listen, "bank_port", int, "listen", DEFAULT_BANK_PORT),
+        bank_port=_port(listen, "bank_port", "listen", DEFAULT_BANK_PORT),
         web_host=_get(listen, "web_host", str, "listen", "127.0.0.1"),
-        web_port=_get(listen, "web_port", int, "listen", DEFAULT_WEB_PORT),
+        web_port=_port(listen, "web_port", "listen", DEFAULT_WEB_PORT),
         ca_cert=rel(_get(pki, "ca", str, "pki", "pki/ca.pem")),
         crl=rel(_get(pki, "crl", str, "pki", "pki/crl.pem")),
         tls_cert=rel(_get(pki, "tls_cert", str, "pki", "pki/gateway-tls-cert.pem")),
         tls_key=rel(_get(pki, "tls_key", str, "pki", "pki/gateway-tls-key.pem")),
         signing_cert=rel(_get(pki, "signing_cert", str, "pki", "pki/gateway-signing-cert.pem")),
         signing_key=rel(_get(pki, "signing_key", str, "pki", "pki/gateway-signing-key.pem")),
-        alt_signing_cert=rel(pki["alt_signing_cert"]) if isinstance(pki.get("alt_signing_cert"), str) else None,
-        alt_signing_key=rel(pki["alt_signing_key"]) if isinstance(pki.get("alt_signing_key"), str) else None,
+        alt_signing_cert=rel_or_none(_get(pki, "alt_signing_cert", str, "pki", "")),
+        alt_signing_key=rel_or_none(_get(pki, "alt_signing_key", str, "pki", "")),
         banks=banks,
-        session=_limits(SessionLimits, data.get("session", {}), "session"),
-        payments=_limits(PaymentSettings, data.get("payments", {}), "payments"),
-        cards=_cards(data.get("cards", {}), node),
+        session=_limits(SessionLimits, _table(data, "session", "session"), "session"),
+        payments=_limits(PaymentSettings, _table(data, "payments", "payments"), "payments"),
+        cards=_cards(_table(data, "cards", "cards"), node),
     )
+
+
+#: The settings of `[pki]`: the bank CA and its CRL, the gateway's TLS pair, its message-signing pair and
+#: optionally a second signing pair of the other key type.
+_PKI = ("ca", "crl", "tls_cert", "tls_key", "signing_cert", "signing_key", "alt_signing_cert", "alt_signing_key")
 
 
 def render(
