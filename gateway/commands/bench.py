@@ -72,6 +72,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     codec.add_argument("--json", action="store_true", help="print the results as JSON")
     codec.add_argument("--output", type=Path, default=Path("bench-results/codec.json"), help="results file")
     codec.set_defaults(func=run_codec)
+    reconcile = bsub.add_parser(
+        "reconcile",
+        help="reconciliation: 100 k and 1 M statement lines against the ledger, beside pandas (its own options)",
+        add_help=False,
+        prefix_chars="+",  # every option, --help included, goes through to reconciliation.bench
+    )
+    reconcile.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of reconciliation.bench")
+    reconcile.set_defaults(func=run_reconcile)
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """`tgw bench reconcile …`: the reconciliation benchmark (`reconciliation.bench.main`, its own options)."""
+    from reconciliation import bench as reconcile_bench
+
+    return reconcile_bench.main(args.bench_args)
 
 
 def rate(fn: Callable[[], Any], seconds: float, runs: int) -> float:
