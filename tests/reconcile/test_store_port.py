@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from gateway.reconcile.store_port import StoreLedger, open_breaks, run_day, stored_breaks
+from gateway.reconcile.store_port import DayRun, StoreLedger, open_breaks, run_day, stored_breaks
 from gateway.store.db import transaction
 from gateway.store.tables import recon_breaks, recon_matches, recon_runs
 from reconciliation.formats import STANDARD_TEXT
@@ -43,17 +44,6 @@ def test_entries_in_key_order_with_returns_and_failures(db_engine: Engine) -> No
     assert port.control_totals(BANK, CHECK_DATE) == Totals(len(entries), sum(e.amount_fen for e in entries))
     assert list(port.entries(BANK, CHECK_DATE.replace(day=22))) == []
     assert list(port.entries("ABC", CHECK_DATE)) == []
-
-
-def _run(engine: Engine, path: Path) -> object:
-    return run_day(
-        engine,
-        BANK,
-        CHECK_DATE,
-        read_text(str(path), STANDARD_TEXT),
-        scratch=TempFileScratch(str(path.parent)),
-        now=NOW_NAIVE,
-    )
 
 
 def test_a_clean_statement_links_every_paid_voucher(db_engine: Engine, tmp_path: Path) -> None:
@@ -106,3 +96,32 @@ def test_injected_breaks_are_found_stored_and_rerunning_replaces_the_run(db_engi
     assert _count(db_engine, recon_matches) == links
     with transaction(db_engine, read_only=True) as conn:
         assert len(open_breaks(conn, BANK)) == len(first.result.breaks)
+
+
+def test_the_next_days_statement_closes_a_timing_break_and_older_breaks_age(db_engine: Engine, tmp_path: Path) -> None:
+    seed_ledger(db_engine, 10, failed=1, returned=0)
+    counts = {BreakClass.CUTOFF_TIMING: 1, BreakClass.MISSING_AT_BANK: 1}
+    seed = next(s for s in range(100) if spoilt_statement(db_engine, counts, seed=s)[1].next_day)
+    lines, injected = spoilt_statement(db_engine, counts, seed=seed)
+    day1 = _run_file(db_engine, write_text(tmp_path / "d1.txt", lines), CHECK_DATE)
+    assert day1.result.counts() == injected.counts
+
+    next_date = CHECK_DATE + timedelta(days=1)
+    path2 = write_text(tmp_path / "d2.txt", list(injected.next_day), day=next_date)
+    for _ in range(2):  # the second run of the date replaces the first
+        day2 = _run_file(db_engine, path2, next_date)
+        assert day2.result.breaks == () and day2.result.carried_in.count == 1
+        assert [b.break_class for b in day2.carry.closed] == [BreakClass.CUTOFF_TIMING]
+        assert [(b.break_class, b.age_days) for b in day2.carry.open] == [(BreakClass.MISSING_AT_BANK, 1)]
+        with transaction(db_engine, read_only=True) as conn:
+            still_open = open_breaks(conn, BANK)
+            rows = conn.execute(select(recon_breaks.c.break_class, recon_breaks.c.closed_reason)).all()
+        assert [b.break_class for _, b in still_open] == [BreakClass.MISSING_AT_BANK]
+        assert sorted(rows) == [("cutoff_timing", "cleared"), ("missing_at_bank", None)]
+    assert _count(db_engine, recon_runs) == 2
+
+
+def _run_file(engine: Engine, path: Path, day: date) -> DayRun:
+    return run_day(
+        engine, BANK, day, read_text(str(path), STANDARD_TEXT), scratch=TempFileScratch(str(path.parent)), now=NOW_NAIVE
+    )
