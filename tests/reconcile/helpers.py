@@ -113,3 +113,22 @@ def write_text(
                 f"|{x.pro_state}|{x.payee_acct_no}\n"
             )
     return path
+
+
+def write_4006(path: Path, lines: list[StatementDetail], day: date = CHECK_DATE) -> Path:
+    """The statement as one bare 4006 `Statement` page."""
+    total = sum(x.amt_fen for x in lines)
+    details = "".join(
+        f"<Detail><VtCode>{x.vt_code}</VtCode><VoucherNo>{x.voucher_no}</VoucherNo>"
+        f"<XAgentBusinessNo>{x.x_agent_business_no}</XAgentBusinessNo><XPayDate>{x.x_pay_date:%Y%m%d}</XPayDate>"
+        f"<Amt>{_yuan(x.amt_fen)}</Amt><ProState>{x.pro_state}</ProState><PayeeAcctNo>{x.payee_acct_no}</PayeeAcctNo>"
+        "</Detail>\n"
+        for x in lines
+    )
+    path.write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Statement><CheckDate>{day:%Y%m%d}</CheckDate>'
+        f"<AllNum>{len(lines)}</AllNum><AllAmt>{_yuan(total)}</AllAmt><ChildPackNum>1</ChildPackNum>"
+        f"<CurPackNo>1</CurPackNo><DetailList>\n{details}</DetailList></Statement>\n",
+        encoding="utf-8",
+    )
+    return path

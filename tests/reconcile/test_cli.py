@@ -13,7 +13,15 @@ from gateway.demo import create_instance
 from gateway.store.db import create_engine_for, transaction
 from gateway.store.tables import recon_breaks, recon_runs
 from reconciliation.model import BreakClass
-from tests.reconcile.helpers import BANK, CHECK_DATE, seed_ledger, spoilt_statement, true_statement, write_text
+from tests.reconcile.helpers import (
+    BANK,
+    CHECK_DATE,
+    seed_ledger,
+    spoilt_statement,
+    true_statement,
+    write_4006,
+    write_text,
+)
 
 INJECTED = {
     BreakClass.MISSING_AT_BANK: 1,
@@ -76,3 +84,18 @@ def test_an_unreadable_statement_exits_2_naming_the_line(
     code = cli.main(["reconcile", "--config", str(cfg.path), "--date", "20261123", "--statement", str(bad)])
     assert code == 2
     assert "line 2" in capsys.readouterr().err
+
+
+def test_a_4006_statement_that_agrees_exits_0(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = create_instance(tmp_path / "instance", [(BANK, "standard")], database=db_url)
+    engine = create_engine_for(db_url)
+    try:
+        seed_ledger(engine, 6, failed=1, returned=1)
+        page = write_4006(tmp_path / "4006-page1.xml", true_statement(engine))
+    finally:
+        engine.dispose()
+    argv = ["reconcile", "--config", str(cfg.path), "--date", f"{CHECK_DATE:%Y%m%d}", "--format", "4006", "--json"]
+    code, out = _tgw(capsys, *argv, "--statement", str(page))
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["breaks"] == {} and summary["matched"] == 7 and summary["reconciled_vouchers"] == 5
