@@ -37,9 +37,11 @@ unit: $(STAMP)
 # The protocol core's codec, then the whole gateway against a simulated bank (SQLite and PostgreSQL, RSA and
 # P-256; a few minutes): tables on the terminal, JSON under bench-results/ (docs/performance.md explains them).
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/tgw bench codec
 	$(BIN)/tgw bench gateway
 	$(BIN)/tgw bench dialects
+	$(BIN)/tgw bench reconcile
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
