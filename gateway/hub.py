@@ -33,6 +33,7 @@ from gateway.dbthread import Database
 from gateway.payments import service
 from gateway.session import BankSession
 from gateway.store.db import StoreUnavailable
+from gateway.store.errors import ConcurrentUpdate
 from protocols.errors import FramingError, LocalError, ProtocolError, ResultCode
 from protocols.framing import FrameSpec, encode_frame
 from protocols.messages import (
@@ -350,7 +351,7 @@ class Hub:
         """A business request (receipt, return, spending, statement): idempotent, one transaction, then reply."""
         bank = session.bank_code
         head = inbound.message.head
-        d = self.db.run(service.handle_request, bank, session.connection_id, inbound, self.now())
+        d = self.run_retrying(service.handle_request, bank, session.connection_id, inbound)
 
         def replied(outcome: service.Outcome) -> None:
             reply = Reply(ori_msg_no=head.msg_no, result=outcome.result, add_word=outcome.add_word)
@@ -372,7 +373,7 @@ class Hub:
         bank = session.bank_code
         assert bank is not None
         msg_ref = inbound.message.head.msg_ref
-        d = self.db.run(service.handle_bank_reply, bank, session.connection_id, inbound, self.now())
+        d = self.run_retrying(service.handle_bank_reply, bank, session.connection_id, inbound)
 
         def done(outcome: service.Outcome) -> None:
             # That message is answered, wherever it was written: it leaves the in-flight window. A duplicate
@@ -475,6 +476,27 @@ class Hub:
         d.addCallback(kick_all)
         d.addErrback(lambda f: log.error("tick failed: %s", f.value))
         return d
+
+    def run_retrying(self, fn: Callable[..., T], *args: Any, attempts: int = 3) -> defer.Deferred[T]:
+        """Run `fn(conn, *args, now)` on the store; a transaction that lost an optimistic race with another one
+        (ConcurrentUpdate: the voucher changed under it, e.g. its ack and its receipt handled at once on
+        PostgreSQL's several store threads) rolled back completely, so it is simply run again, with a fresh `now`;
+        after `attempts` the store is treated as unavailable (the bank is answered 91099 and resends)."""
+
+        def attempt(left: int) -> defer.Deferred[T]:
+            d = self.db.run(fn, *args, self.now())
+
+            def retry(failure: Any) -> Any:
+                failure.trap(ConcurrentUpdate)
+                if left <= 1:
+                    raise StoreUnavailable(
+                        f"gave up after {attempts} optimistic-concurrency conflicts: {failure.value}"
+                    )
+                return attempt(left - 1)
+
+            return d.addErrback(retry)
+
+        return attempt(attempts)
 
     def run_in_store(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """Run a store function on the store thread (for the web API and the CLI helpers)."""
