@@ -889,3 +889,196 @@ class E2E:
 
 def events_of(events: Iterable[tuple[str, dict[str, Any]]], kind: str) -> list[dict[str, Any]]:
     return [data for k, data in events if k == kind]
+
+
+# --- the gateway's ledger against a simulated bank's (test_faults.py, test_crash.py) --------------------------
+#
+# Added for the seeded fault-injection run and the kill -9 crash test: a snapshot of every voucher the gateway
+# holds (state, bank serial, amounts, whether its history chain verifies, its outbox rows still open), a store
+# condition "everything settled", and the comparison with the simulated bank's ledger, which is its truth.
+
+#: Voucher states nothing moves a voucher out of (but a 2252, which these runs do not send).
+FINAL_STATES: Final = frozenset({"PAID", "FAILED", "REJECTED", "RETURNED", "CANCELLED"})
+#: Outbox states of a message still to be sent or answered.
+OPEN_OUTBOX_STATES: Final = ("PENDING", "SENT")
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntry:
+    """One voucher as the gateway's store holds it, with what the comparison needs."""
+
+    key: str
+    vt_code: str
+    state: str
+    amount_fen: int
+    serial: str | None
+    pay_date: date | None
+    paid_fen: int | None
+    chain_ok: bool
+    events: tuple[str, ...]  # "event:to_state", oldest first (the timeline of a failure message)
+    open_outbox: tuple[str, ...]  # "msg_no/msg_id:state" of this voucher's outbox rows still PENDING or SENT
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerSnapshot:
+    """Every voucher of the gateway, every outbox row still open, and the quota used per agency."""
+
+    vouchers: dict[str, LedgerEntry]
+    open_outbox: tuple[str, ...]  # "msg_no/msg_id:state" of every outbox row still PENDING or SENT
+    quota_used_fen: dict[str, int]  # agency code -> used_fen
+
+    def settled(self, keys: Iterable[str]) -> bool:
+        """Every one of `keys` is there and final, and no outbound message is waiting to go or be answered."""
+        return not self.open_outbox and all(k in self.vouchers and self.vouchers[k].state in FINAL_STATES for k in keys)
+
+    def timeline(self, key: str) -> str:
+        entry = self.vouchers.get(key)
+        return "not in the gateway" if entry is None else f"{entry.state}: {' → '.join(entry.events)}"
+
+
+def ledger_snapshot(conn: Connection) -> LedgerSnapshot:
+    """Read the whole ledger in one transaction (a consistent picture, also of a stopped or killed gateway)."""
+    from gateway.store.tables import outbox, quotas, voucher_history, vouchers
+
+    history: dict[int, list[str]] = {}
+    for h in conn.execute(select(voucher_history).order_by(voucher_history.c.voucher_id, voucher_history.c.seq)):
+        history.setdefault(h.voucher_id, []).append(f"{h.event}:{h.to_state}")
+    open_rows: dict[int | None, list[str]] = {}
+    for o in conn.execute(
+        select(outbox).where(outbox.c.state.in_(OPEN_OUTBOX_STATES)).order_by(outbox.c.id)
+    ).mappings():
+        open_rows.setdefault(o["voucher_id"], []).append(f"{o['msg_no']}/{o['msg_id']}:{o['state']}")
+    entries = {}
+    for v in conn.execute(select(vouchers).order_by(vouchers.c.id)).mappings():
+        key = str(VoucherKey(v["adm_div_code"], v["st_year"], v["vt_code"], v["voucher_no"]))
+        entries[key] = LedgerEntry(
+            key=key,
+            vt_code=v["vt_code"],
+            state=v["state"],
+            amount_fen=v["amount_fen"],
+            serial=v["x_agent_business_no"],
+            pay_date=v["x_pay_date"],
+            paid_fen=v["x_pay_amt_fen"],
+            chain_ok=repo.verify_chain(conn, v["id"]),
+            events=tuple(history.get(v["id"], ())),
+            open_outbox=tuple(open_rows.get(v["id"], ())),
+        )
+    used = {q.agency_code: q.used_fen for q in conn.execute(select(quotas))}
+    return LedgerSnapshot(entries, tuple(row for rows in open_rows.values() for row in rows), used)
+
+
+def ledger_breaks(snapshot: LedgerSnapshot, bank: SimulatedBank, expected: dict[str, Voucher]) -> list[str]:
+    """Every way the gateway's ledger and the bank's disagree, or a guarantee does not hold; empty if none.
+
+    `expected` is every voucher the finance side had accepted (key → voucher). Checked: the gateway holds exactly
+    those, each final with a history chain that verifies and no outbound message still open; the bank executed
+    exactly those; per voucher PAID ⇔ the bank paid it (same serial, same date, the whole amount) and FAILED ⇔ the
+    bank refused it; the bank's journal has at most one entry per voucher (nothing paid twice, nothing both paid
+    and refused); the quota used is the sum of the live (PAID) 8202 amounts per agency.
+    """
+    problems: list[str] = []
+    gateway, outcomes = snapshot.vouchers, {str(o.key): o for o in bank.ledger.outcomes()}
+    for key in sorted(set(expected) - set(gateway)):
+        problems.append(f"{key}: accepted, but not in the gateway (lost)")
+    for key in sorted(set(gateway) - set(expected)):
+        problems.append(f"{key}: in the gateway, but never accepted from the finance side")
+    for key in sorted(set(outcomes) - set(gateway)):
+        problems.append(f"{key}: executed by the bank, unknown to the gateway")
+    for key, entry in sorted(gateway.items()):
+        where = f"{key} ({snapshot.timeline(key)})"
+        voucher = expected.get(key)
+        if voucher is not None and entry.amount_fen != voucher.pay_amt_fen:
+            problems.append(f"{where}: amount {entry.amount_fen} fen, submitted {voucher.pay_amt_fen} fen")
+        if entry.state not in FINAL_STATES:
+            problems.append(f"{where}: not final")
+        if not entry.chain_ok:
+            problems.append(f"{where}: the history chain does not verify")
+        if entry.open_outbox:
+            problems.append(f"{where}: outbox rows still open: {', '.join(entry.open_outbox)}")
+        outcome = outcomes.get(key)
+        if entry.state == "PAID":
+            if outcome is None or not outcome.paid:
+                problems.append(f"{where}: PAID in the gateway, bank outcome {outcome}")
+            elif (entry.serial, entry.pay_date, entry.paid_fen) != (
+                outcome.serial,
+                outcome.pay_date,
+                outcome.paid_fen,
+            ) or outcome.paid_fen != entry.amount_fen:
+                problems.append(
+                    f"{where}: PAID as {entry.serial} on {entry.pay_date} for {entry.paid_fen} fen of "
+                    f"{entry.amount_fen}, the bank paid {outcome.serial} on {outcome.pay_date} for {outcome.paid_fen}"
+                )
+        elif entry.state == "FAILED":
+            if outcome is None or outcome.paid:
+                problems.append(f"{where}: FAILED in the gateway, bank outcome {outcome}")
+        elif outcome is not None:
+            problems.append(f"{where}: {entry.state} in the gateway, but the bank executed it: {outcome}")
+    entries_per_key: dict[str, list[str]] = {}
+    for j in bank.ledger.journal:
+        entries_per_key.setdefault(str(j.key), []).append(f"{j.kind.value} {j.serial} {j.amount_fen}")
+    for key, lines in sorted(entries_per_key.items()):
+        if len(lines) > 1:
+            problems.append(f"{key}: the bank's journal has {len(lines)} entries (paid twice?): {lines}")
+    live: dict[str, int] = {}
+    for key, entry in gateway.items():
+        voucher = expected.get(key)
+        if entry.vt_code == "8202" and entry.state == "PAID" and voucher is not None:
+            live[voucher.agency_code] = live.get(voucher.agency_code, 0) + entry.amount_fen
+    for agency in sorted(set(live) | set(snapshot.quota_used_fen)):
+        used, paid = snapshot.quota_used_fen.get(agency, 0), live.get(agency, 0)
+        if used != paid:
+            problems.append(f"quota of agency {agency}: {used} fen used, the live 8202 vouchers add up to {paid}")
+    return problems
+
+
+def _read(engine: Engine, check: Callable[[Connection], T]) -> T:
+    from gateway.store.db import transaction
+
+    with transaction(engine, read_only=True) as conn:
+        return check(conn)
+
+
+def until_read(e2e: E2E, check: Callable[[Connection], Any], what: str, *, timeout_s: float = WAIT_S) -> Any:
+    """Wait until `check(conn)` gives neither None nor False, read the way an onlooker reads: in a read-only
+    transaction on an engine of the test's own, off the reactor thread.
+
+    Unlike :meth:`E2E.until_store` it never takes SQLite's write lock (its `BEGIN` is deferred), so polling a
+    `tgw run` process's database, or the in-process gateway's, does not hold up the gateway's writers; on
+    PostgreSQL it reads in REPEATABLE READ, one consistent picture per check.
+    """
+    from gateway.store.db import is_sqlite
+
+    engine = create_engine_for(e2e.instance.config().database_url)
+    reading = engine if is_sqlite(engine) else engine.execution_options(isolation_level="REPEATABLE READ")
+    try:
+        return e2e.until(lambda: threads.deferToThread(_read, reading, check), what, timeout_s=timeout_s)
+    finally:
+        engine.dispose()
+
+
+def settled_snapshot(expected: Iterable[str]) -> Callable[[Connection], LedgerSnapshot | None]:
+    """A store check: the whole ledger once every one of `expected` is final and no outbox row is open.
+
+    Counts first (cheap), and reads the whole ledger (every history chain verified) only when they say so.
+    """
+    from sqlalchemy import func
+
+    from gateway.store.tables import outbox, vouchers
+
+    keys = frozenset(expected)
+
+    def check(conn: Connection) -> LedgerSnapshot | None:
+        count = select(func.count())
+        if conn.scalar(count.select_from(outbox).where(outbox.c.state.in_(OPEN_OUTBOX_STATES))):
+            return None
+        if conn.scalar(count.select_from(vouchers).where(vouchers.c.state.not_in(FINAL_STATES))):
+            return None
+        if (conn.scalar(count.select_from(vouchers)) or 0) < len(keys):
+            return None
+        snapshot = ledger_snapshot(conn)
+        return snapshot if snapshot.settled(keys) else None
+
+    return check
+
+
+# --- end of the section for test_faults.py and test_crash.py ----------------------------------------------------
