@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.exc import IntegrityError
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -487,7 +488,10 @@ class Hub:
             d = self.db.run(fn, *args, self.now())
 
             def retry(failure: Any) -> Any:
-                failure.trap(ConcurrentUpdate)
+                # IntegrityError: the same MsgId handled by two transactions at once (a resend on a new link
+                # while the old link's frame is still in the queue); the rerun finds it recorded and answers the
+                # same (PROTOCOL.md §7).
+                failure.trap(ConcurrentUpdate, IntegrityError)
                 if left <= 1:
                     raise StoreUnavailable(
                         f"gave up after {attempts} optimistic-concurrency conflicts: {failure.value}"

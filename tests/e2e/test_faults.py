@@ -45,7 +45,6 @@ from simulators.rules import (
 )
 from tests.e2e.harness import (
     E2E,
-    Closed,
     LedgerSnapshot,
     authorized_voucher,
     direct_voucher,
@@ -244,14 +243,6 @@ def test_a_receipt_that_meets_a_concurrent_change_of_its_voucher_is_answered_and
 
 
 @pytest.mark.parametrize("instance", ["postgresql"], indirect=True)  # SQLite's writers queue at BEGIN IMMEDIATE
-@pytest.mark.xfail(
-    strict=True,
-    raises=Closed,
-    reason="BUG: the same MsgId handled by two transactions at once (a receipt still being handled on a dropped "
-    "link while the bank resends it on its new one; PostgreSQL): both find it unseen, the second's INSERT into "
-    "inbound violates UNIQUE (bank_code, msg_id), the IntegrityError is neither ConcurrentUpdate nor "
-    "StoreUnavailable, and the hub aborts the session instead of answering as for a repeat (PROTOCOL.md §7)",
-)
 def test_the_same_receipt_handled_twice_at_once_gets_the_same_answer_and_the_link_stays_up(
     e2e: E2E, monkeypatch: pytest.MonkeyPatch
 ) -> None:
