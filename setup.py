@@ -46,6 +46,7 @@ setup(
             "signxml>=4.0",
             "psycopg[binary]>=3.1",
             "selenium>=4.20",  # dashboard browser tests, driving Debian's chromium through chromedriver
+            "pandas>=2",  # the reconciliation benchmark's reference, exercised by its test
         ],
         # the reference implementation the reconciliation benchmark compares against (tgw bench reconcile)
         "bench": ["pandas>=2"],
