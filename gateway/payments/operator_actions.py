@@ -25,8 +25,8 @@ from typing import Any, Final
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from gateway.payments.machine import Event, IllegalTransition, State, next_state
-from gateway.payments.service import Refused
+from gateway.payments.machine import Event, State
+from gateway.payments.service import Refused, transition
 from gateway.store import repo
 from gateway.store.tables import outbox, vouchers
 from protocols.messages import VoucherKey
@@ -108,10 +108,6 @@ def resolve_in_doubt(
     old = State(row["state"])
     if old is not State.IN_DOUBT:
         raise Refused(f"voucher {key} is {old.value}, not in doubt")
-    try:
-        new = next_state(old, event)
-    except IllegalTransition as exc:  # pragma: no cover - every resolution applies to IN_DOUBT
-        raise Refused(str(exc)) from None
     changes: dict[str, Any] = {"deadline_at": None}
     detail: dict[str, Any] = {"resolution": resolution, "evidence": evidence, "by": "operator"}
     if event is Event.PAID:
@@ -122,18 +118,7 @@ def resolve_in_doubt(
         detail |= {"x_agent_business_no": serial[:42], "x_pay_date": x_pay_date.isoformat()}
     elif event is Event.FAILED:
         changes["reason"] = evidence
-    repo.update_voucher(conn, row["id"], row["version"], now, state=new.value, **changes)
-    repo.append_history(
-        conn,
-        voucher_id=row["id"],
-        at=now,
-        event=event.value,
-        from_state=old.value,
-        to_state=new.value,
-        actor=actor,
-        detail=detail,
-        msg_id=None,
-    )
+    new = transition(conn, row, event, now, actor, detail, None, **changes)  # every resolution applies to IN_DOUBT
     # withdraw the open status queries: the answer is known
     conn.execute(
         update(outbox)

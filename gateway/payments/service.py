@@ -135,6 +135,10 @@ def _transition(
     return new
 
 
+#: The one way a voucher changes state (also used by the operators' actions, gateway/payments/operator_actions.py).
+transition = _transition
+
+
 def _voucher_by_key(conn: Connection, key: VoucherKey) -> RowMapping | None:
     return (
         conn.execute(
