@@ -31,7 +31,7 @@ from gateway.payments.machine import Event, IllegalTransition, State, next_state
 from gateway.store import repo
 from gateway.store.db import is_sqlite
 from gateway.store.errors import QuotaExceeded
-from gateway.store.tables import archive, inbound, outbox, vouchers
+from gateway.store.tables import inbound, outbox, vouchers
 from protocols import codec, jsonform, rules, schema
 from protocols.errors import Problem, ResultCode, ValidationError
 from protocols.messages import (
@@ -348,20 +348,19 @@ def archive_inbound(
 ) -> None:
     """Archive a verified inbound message byte for byte (PROTOCOL.md §6)."""
     head = item.message.head
-    conn.execute(
-        insert(archive).values(
-            at=now,
-            direction="in",
-            bank_code=bank,
-            connection_id=connection_id,
-            msg_id=head.msg_id,
-            msg_no=head.msg_no,
-            voucher_id=voucher_id,
-            raw=item.raw,
-            verified=True,
-            verify_detail="ok",
-            result_code=result,
-        )
+    repo.archive_message(
+        conn,
+        at=now,
+        direction="in",
+        bank_code=bank,
+        raw=item.raw,
+        connection_id=connection_id,
+        msg_id=head.msg_id,
+        msg_no=head.msg_no,
+        voucher_id=voucher_id,
+        verified=True,
+        verify_detail="ok",
+        result_code=result,
     )
 
 
@@ -381,19 +380,18 @@ def archive_rejection(
     reply_msg_no: str | None = None,
 ) -> None:
     """Every rejection is recorded: the document as received, why, and the reply we sent (its signed document)."""
-    conn.execute(
-        insert(archive).values(
-            at=now,
-            direction="in",
-            bank_code=bank,
-            connection_id=connection_id,
-            msg_id=msg_id or None,
-            msg_no=msg_no or None,
-            raw=raw,
-            verified=verified,
-            verify_detail=detail[:2000],
-            result_code=result,
-        )
+    repo.archive_message(
+        conn,
+        at=now,
+        direction="in",
+        bank_code=bank,
+        raw=raw,
+        connection_id=connection_id,
+        msg_id=msg_id or None,
+        msg_no=msg_no or None,
+        verified=verified,
+        verify_detail=detail[:2000],
+        result_code=result,
     )
     archive_outbound_frame(conn, bank, connection_id, reply, now, reply_msg_id, reply_msg_no)
 
@@ -409,18 +407,16 @@ def archive_outbound_frame(
     voucher_id: int | None = None,
 ) -> None:
     """Archive what we sent, byte for byte: the signed document (without the frame's length header)."""
-    conn.execute(
-        insert(archive).values(
-            at=now,
-            direction="out",
-            bank_code=bank,
-            connection_id=connection_id,
-            msg_id=msg_id,
-            msg_no=msg_no,
-            voucher_id=voucher_id,
-            raw=document,
-            verified=None,
-        )
+    repo.archive_message(
+        conn,
+        at=now,
+        direction="out",
+        bank_code=bank,
+        raw=document,
+        connection_id=connection_id,
+        msg_id=msg_id,
+        msg_no=msg_no,
+        voucher_id=voucher_id,
     )
 
 
