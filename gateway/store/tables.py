@@ -349,6 +349,9 @@ audit_log: Final = Table(
 RECON_RUN_STATES: Final = ("RUNNING", "DONE")
 #: Break states: OPEN until cleared by a later statement, found again by a later run, or resolved.
 RECON_BREAK_STATES: Final = ("OPEN", "CLOSED")
+#: Resolution states of a break: PROPOSED (awaiting a second operator), APPROVED (applied), REJECTED (by the
+#: second operator; the break stays open), RESOLVED (applied at once: a resolution that changes no voucher).
+RECON_RESOLUTION_STATES: Final = ("PROPOSED", "APPROVED", "REJECTED", "RESOLVED")
 
 recon_runs: Final = Table(
     "recon_runs",
@@ -371,6 +374,8 @@ recon_runs: Final = Table(
     Column("carried_in", Integer, nullable=False, default=0, server_default=text("0")),
     Column("break_count", Integer, nullable=False, default=0, server_default=text("0")),
     Column("counts", Text, nullable=False),  # JSON {break class: n} for every class
+    Column("result_msg_id", String(MSG_ID_LEN), nullable=True),  # the 2507 sent to the bank (migration 0005)
+    Column("result_sent_at", DateTime, nullable=True),
     UniqueConstraint("bank_code", "check_date"),  # re-running a date replaces its run
     CheckConstraint(_in("status", RECON_RUN_STATES), name="status"),
 )
@@ -398,8 +403,88 @@ recon_breaks: Final = Table(
     Column("closed_on", Date, nullable=True),
     Column("closed_reason", String(32), nullable=True),  # "cleared", "found again", …
     Column("state", String(6), nullable=False),
+    # The resolution workflow (migration 0005): who works on it, and the resolution proposed and decided.
+    Column("assigned_to", String(ACTOR_LEN), nullable=True),
+    Column("resolution", String(32), nullable=True),  # the reason code of the resolution (proposed or applied)
+    Column("resolution_note", Text, nullable=True),
+    Column("resolution_state", String(10), nullable=True),  # NULL, or one of RECON_RESOLUTION_STATES
+    Column("proposed_by", String(ACTOR_LEN), nullable=True),
+    Column("proposed_at", DateTime, nullable=True),
+    Column("decided_by", String(ACTOR_LEN), nullable=True),  # the second operator (approved or rejected)
+    Column("decided_at", DateTime, nullable=True),
     CheckConstraint(_in("state", RECON_BREAK_STATES), name="state"),
+    CheckConstraint(_in("resolution_state", RECON_RESOLUTION_STATES), name="resolution_state"),
     Index(None, "bank_code", "state", "check_date"),
+)
+
+#: Everything done to a break by people (assign, comment, propose, approve, reject, resolve), append-only. Keyed
+#: by the break's identity as well as its row, so that a re-run of a date (which replaces its breaks) keeps it.
+recon_break_events: Final = Table(
+    "recon_break_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("break_id", Integer, nullable=True, index=True),  # the current row of the break (re-pointed on re-run)
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("check_date", Date, nullable=False),  # the check date the break was first found on (opened_on)
+    Column("break_class", String(20), nullable=False),
+    Column("break_key", String(64), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(ACTOR_LEN), nullable=False),
+    Column("event", String(16), nullable=False),  # assigned, commented, proposed, approved, rejected, resolved …
+    Column("detail", Text, nullable=False),  # canonical JSON text
+)
+
+#: The 4006 pages received over the link, per bank and check date, until the statement is complete.
+recon_pages: Final = Table(
+    "recon_pages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("check_date", Date, nullable=False),
+    Column("cur_pack_no", Integer, nullable=False),
+    Column("child_pack_num", Integer, nullable=False),
+    Column("all_num", Integer, nullable=False),
+    Column("all_amt_fen", BigInteger, nullable=False),
+    Column("msg_id", String(MSG_ID_LEN), nullable=False),
+    Column("document", Text, nullable=False),  # the page as JSON (protocols.jsonform)
+    Column("received_at", DateTime, nullable=False),
+    UniqueConstraint("bank_code", "check_date", "cur_pack_no"),
+)
+
+#: Statement requests (4005) sent over the link and what became of them.
+RECON_REQUEST_STATES: Final = ("REQUESTED", "RECEIVING", "COMPLETE", "RECONCILED", "FAILED")
+
+recon_requests: Final = Table(
+    "recon_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bank_code", String(BANK_CODE_LEN), nullable=False),
+    Column("check_date", Date, nullable=False),
+    Column("msg_id", String(MSG_ID_LEN), nullable=False, unique=True),  # the 4005's MsgId
+    Column("requested_by", String(ACTOR_LEN), nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("run_id", Integer, nullable=True),
+    Column("result_msg_id", String(MSG_ID_LEN), nullable=True),  # the 2507's MsgId
+    Column("updated_at", DateTime, nullable=False),
+    Column("error", Text, nullable=True),
+    CheckConstraint(_in("state", RECON_REQUEST_STATES), name="state"),
+    Index(None, "bank_code", "check_date"),
+)
+
+#: The nightly run's claims: one row per bank and check date, taken by exactly one gateway process.
+recon_schedule: Final = Table(
+    "recon_schedule",
+    metadata,
+    Column("bank_code", String(BANK_CODE_LEN), primary_key=True),
+    Column("check_date", Date, primary_key=True),
+    Column("claimed_by", String(64), nullable=False),  # the node/process that took it
+    Column("claimed_at", DateTime, nullable=False),
+    Column("lease_until", DateTime, nullable=False),  # another process may take it over after this
+    Column("attempts", Integer, nullable=False, default=1, server_default=text("1")),
+    Column("finished_at", DateTime, nullable=True),
+    Column("outcome", String(16), nullable=True),  # DONE, FAILED …
+    Column("detail", Text, nullable=True),
 )
 
 #: Matched vouchers per run: reconciliation is recorded on this link, not as a voucher state.
@@ -428,4 +513,8 @@ ALL_TABLES: Final = (
     recon_runs,
     recon_breaks,
     recon_matches,
+    recon_break_events,
+    recon_pages,
+    recon_requests,
+    recon_schedule,
 )
