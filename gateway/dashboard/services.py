@@ -235,7 +235,9 @@ class Reconciliation(Page):
         actor, now = session.operator.actor, self.dash.now()
         if step == "propose":
             resolution = arg(request, "resolution")
-            await self.dash.store(lambda conn: recon.propose(conn, break_id, resolution, actor, now))
+            await self.dash.store(
+                lambda conn: recon.propose(conn, break_id, resolution, arg(request, "note"), actor, now)
+            )
         else:
             await self.dash.store(lambda conn: recon.approve(conn, break_id, actor, now))
         await self.dash.audit(request, actor, f"recon.{step}", "ok", parts[1], {})

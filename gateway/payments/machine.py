@@ -39,6 +39,16 @@ class Event(StrEnum):
     STATUS_PENDING = "status_pending"  # 9102 XStatus 1: still in doubt, ask again later
     RETURNED_ALL = "returned_all"  # a 2252 brought the whole paid amount back
     RETURNED_PART = "returned_part"  # a 2252 brought part of it back
+    # An operator settling an in-doubt voucher from what the bank said out of band (dashboard, API, CLI):
+    # distinct from the bank's own receipt and status events, so that the history says who decided.
+    OPERATOR_PAID = "operator_paid"  # the bank confirmed it paid
+    OPERATOR_FAILED = "operator_failed"  # the bank confirmed it refused
+    OPERATOR_NOT_RECEIVED = "operator_not_received"  # the bank never received it: send it again (same MsgId)
+    # A reconciliation break resolved, with a second operator's approval (four eyes), that corrects the ledger
+    # to what the bank's statement proved: the only way a final state changes after the fact.
+    RECON_PAID = "recon_paid"  # recorded as failed, the bank's statement shows it paid
+    RECON_FAILED = "recon_failed"  # recorded as paid, the bank's statement shows it failed
+    RECON_RETURNED = "recon_returned"  # recorded as paid, the bank's statement shows it returned in full
 
 
 S, E = State, Event
@@ -61,6 +71,14 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (S.PAID, E.RETURNED_PART): S.PAID,
     **{(state, E.PAID): S.PAID for state in _IN_FLIGHT},  # receipts may overtake the acknowledgement
     **{(state, E.FAILED): S.FAILED for state in _IN_FLIGHT},
+    (S.IN_DOUBT, E.OPERATOR_PAID): S.PAID,
+    (S.IN_DOUBT, E.OPERATOR_FAILED): S.FAILED,
+    (S.IN_DOUBT, E.OPERATOR_NOT_RECEIVED): S.ACCEPTED,
+    (S.FAILED, E.RECON_PAID): S.PAID,
+    (S.IN_DOUBT, E.RECON_PAID): S.PAID,
+    (S.PAID, E.RECON_FAILED): S.FAILED,
+    (S.IN_DOUBT, E.RECON_FAILED): S.FAILED,
+    (S.PAID, E.RECON_RETURNED): S.RETURNED,
 }
 
 FINAL: Final = frozenset({S.PAID, S.FAILED, S.REJECTED, S.RETURNED, S.CANCELLED})

@@ -23,24 +23,46 @@ def test_every_pair_is_either_in_the_table_or_refused(state: State, event: Event
         assert state.value in str(info.value)
 
 
+RECON_CORRECTIONS = {Event.RECON_PAID, Event.RECON_FAILED, Event.RECON_RETURNED}
+
+
 def test_final_states_only_move_by_returns() -> None:
-    """Nothing leaves a final state except a return of a paid voucher."""
+    """Nothing leaves a final state except a return of a paid voucher, or a reconciliation correction."""
     for (state, event), _target in TRANSITIONS.items():
-        if state in FINAL:
+        if state in FINAL and event not in RECON_CORRECTIONS:
             assert (state, event) in {(State.PAID, Event.RETURNED_ALL), (State.PAID, Event.RETURNED_PART)}
+
+
+def test_reconciliation_corrections_never_send_anything() -> None:
+    """A correction only re-records a result the bank proved: it never leads back to sending (ACCEPTED, SENT)."""
+    targets = {target for (_, event), target in TRANSITIONS.items() if event in RECON_CORRECTIONS}
+    assert targets == {State.PAID, State.FAILED, State.RETURNED}
+    sources = {state for (state, event) in TRANSITIONS if event in RECON_CORRECTIONS}
+    assert sources <= {State.PAID, State.FAILED, State.IN_DOUBT}
 
 
 def test_in_doubt_is_never_resent_blindly() -> None:
     """From IN_DOUBT only the bank's answer (receipt or status) moves a voucher; a deadline or dispatch does not."""
     moves = {event for (state, event) in TRANSITIONS if state is State.IN_DOUBT}
     assert Event.DISPATCH not in moves and Event.DEADLINE not in moves
-    assert moves == {Event.ACK, Event.PAID, Event.FAILED, Event.STATUS_NOT_RECEIVED, Event.STATUS_PENDING}
+    assert moves == {
+        Event.ACK,
+        Event.PAID,
+        Event.FAILED,
+        Event.STATUS_NOT_RECEIVED,
+        Event.STATUS_PENDING,
+        Event.OPERATOR_PAID,
+        Event.OPERATOR_FAILED,
+        Event.OPERATOR_NOT_RECEIVED,
+        Event.RECON_PAID,
+        Event.RECON_FAILED,
+    }
 
 
-@given(st.lists(st.sampled_from(list(Event)), max_size=30))
+@given(st.lists(st.sampled_from([e for e in Event if e not in RECON_CORRECTIONS]), max_size=30))
 def test_any_event_sequence_pays_at_most_once(events: list[Event]) -> None:
     """Whatever arrives in whatever order, a voucher enters PAID at most once and never leaves a
-    refusal for a payment."""
+    refusal for a payment (reconciliation corrections aside: they re-record, they do not pay)."""
     state, entered_paid = State.ACCEPTED, 0
     for event in events:
         try:
