@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from gateway.cards.plan import CARD_REPAYMENT, mask_card, masked_voucher_document
-from gateway.store.tables import archive, voucher_history, vouchers
+from gateway.store.tables import archive, recon_breaks, recon_matches, recon_runs, voucher_history, vouchers
 from protocols.messages import VoucherKey
 from protocols.money import format_amount_fen
 
@@ -160,6 +160,51 @@ def get_voucher(conn: Connection, key: VoucherKey) -> dict[str, Any] | None:
         "deadline_at": _iso(row["deadline_at"]),
         "timeline": timeline,
         "messages": messages,
+        "reconciliation": reconciliation_of(conn, row),
+    }
+
+
+def reconciliation_of(conn: Connection, row: RowMapping) -> dict[str, Any]:
+    """Where the nightly reconciliation left a voucher: `RECONCILED` by a run, in a break, or `NOT_RECONCILED`.
+
+    A matched voucher is linked to the run that matched it (`recon_matches`), not given a state of its own
+    (docs/reconciliation.md); this is the one place that turns the link into what people ask: "is it reconciled?".
+    Breaks name the voucher by bank, `VtCode` and `VoucherNo` (a statement does not carry the full key).
+    """
+    b = recon_breaks.c
+    breaks = [
+        {
+            "id": r.id,
+            "run_id": r.run_id,
+            "check_date": _iso(r.check_date),
+            "class": r.break_class,
+            "state": r.state,
+            "resolution_state": r.resolution_state,
+        }
+        for r in conn.execute(
+            select(b.id, b.run_id, b.check_date, b.break_class, b.state, b.resolution_state)
+            .where(b.bank_code == row["bank_code"], b.vt_code == row["vt_code"], b.voucher_no == row["voucher_no"])
+            .order_by(b.id)
+        )
+    ]
+    run = conn.execute(
+        select(recon_runs.c.id, recon_runs.c.check_date)
+        .select_from(recon_matches.join(recon_runs, recon_matches.c.run_id == recon_runs.c.id))
+        .where(recon_matches.c.voucher_id == row["id"])
+        .order_by(recon_runs.c.check_date.desc())
+        .limit(1)
+    ).first()
+    if any(x["state"] == "OPEN" for x in breaks):
+        state = "BREAK"
+    elif run is not None:
+        state = "RECONCILED"
+    else:
+        state = "NOT_RECONCILED"
+    return {
+        "state": state,
+        "run_id": None if run is None else run.id,
+        "check_date": None if run is None else _iso(run.check_date),
+        "breaks": breaks,
     }
 
 

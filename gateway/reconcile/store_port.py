@@ -146,7 +146,7 @@ def _payment_filter(bank: str, check_date: date) -> ColumnElement[bool]:
 
 
 class StoreSink:
-    """The :class:`~reconciliation.ports.ResultSink` on the store: links matched paid vouchers to the run.
+    """The :class:`~reconciliation.ports.ResultSink` on the store: links matched vouchers to the run.
 
     The run's totals and breaks are written by :func:`run_day` after :func:`carry_over` (they need the open
     breaks' first dates); :meth:`finish` keeps the result for it.
@@ -160,8 +160,8 @@ class StoreSink:
         self.result: RunResult | None = None
 
     def reconciled(self, entries: Sequence[LedgerEntry]) -> None:
-        """Link the matched paid vouchers of a batch to the run (returns and failed payments are not linked)."""
-        paid = [e for e in entries if e.status is Status.PAID and e.vt_code != RETURN_VT_CODE]
+        """Link the matched vouchers of a batch (paid or failed) to the run; a return's entry names its notice."""
+        paid = [e for e in entries if e.vt_code != RETURN_VT_CODE]
         v = vouchers.c
         for start in range(0, len(paid), _LOOKUP_CHUNK):
             chunk = paid[start : start + _LOOKUP_CHUNK]
