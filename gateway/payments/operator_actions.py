@@ -6,10 +6,14 @@ hash-chained history with the operator as actor, and returns the new state and t
 
 **Resolving a voucher in doubt** (DESIGN.md "In doubt is a state"): the gateway asks the bank (9101) by itself;
 when the bank's answer is known otherwise (its 9102 keeps saying "processing", or the bank confirmed by phone or
-letter), an approver records it, with the evidence. The machine has no operator event yet, so the resolution
-applies the event the bank's status would have applied — `receipt_paid`, `receipt_failed` or
-`status_not_received` — and the history names the operator and the evidence. Open status queries for the voucher
-are withdrawn, so a late 9102 finds the voucher settled and changes nothing.
+letter), an approver records it, with the evidence. The resolution applies the machine's operator events —
+`operator_paid`, `operator_failed` or `operator_not_received` — never the bank's own `receipt_paid`,
+`receipt_failed` or `status_not_received`: the history says that a person decided, which person (the actor), what
+the bank said by the operator's account (`evidence`), and what the bank last said on the wire (`bank_status`, its
+latest 9102 answer while the voucher was in doubt, or none). The effects are those of the bank's event it stands
+for: a payment records the bank's serial and date, a refusal gives an 8202's quota back, "never received" queues
+the voucher's own message again (same MsgId, same bytes). Open status queries for the voucher are withdrawn, so a
+late 9102 finds the voucher settled and changes nothing.
 
 **Resending**: for a bank that reconnected, the voucher's outbox row is made due now: same `MsgId`, same signed
 bytes (the row keeps the first send's wire). Only a voucher not yet acknowledged (ACCEPTED, SENT) is resent; one
@@ -18,6 +22,7 @@ in doubt never is (only the bank's status settles it).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
@@ -33,9 +38,9 @@ from protocols.messages import VoucherKey
 
 #: How an approver may resolve a voucher in doubt, and the machine event each applies.
 RESOLUTIONS: Final = {
-    "paid": Event.PAID,
-    "failed": Event.FAILED,
-    "not_received": Event.STATUS_NOT_RECEIVED,
+    "paid": Event.OPERATOR_PAID,
+    "failed": Event.OPERATOR_FAILED,
+    "not_received": Event.OPERATOR_NOT_RECEIVED,
 }
 EVIDENCE_LEN_MIN: Final = 4
 EVIDENCE_LEN_MAX: Final = 500
@@ -77,6 +82,24 @@ def _event(row: RowMapping, state: State) -> tuple[str, dict[str, Any]]:
     )
 
 
+def _last_bank_status(conn: Connection, voucher_id: int) -> dict[str, Any] | None:
+    """The bank's latest 9102 answer about the voucher since it went in doubt (its history's `status_pending`
+    entry: XStatus and XAddWord, when and under which MsgId), or None if the bank has not answered yet."""
+    found: dict[str, Any] | None = None
+    for entry in repo.history(conn, voucher_id):
+        if entry.event == Event.DEADLINE.value:
+            found = None  # an answer from before an earlier doubt says nothing about this one
+        elif entry.event == Event.STATUS_PENDING.value and entry.actor.startswith("bank:"):
+            said = json.loads(entry.detail)
+            found = {
+                "x_status": said.get("x_status"),
+                "x_add_word": said.get("x_add_word"),
+                "at": entry.at.isoformat(),
+                "msg_id": entry.msg_id,
+            }
+    return found
+
+
 def resolve_in_doubt(
     conn: Connection,
     key: VoucherKey,
@@ -109,14 +132,19 @@ def resolve_in_doubt(
     if old is not State.IN_DOUBT:
         raise Refused(f"voucher {key} is {old.value}, not in doubt")
     changes: dict[str, Any] = {"deadline_at": None}
-    detail: dict[str, Any] = {"resolution": resolution, "evidence": evidence, "by": "operator"}
-    if event is Event.PAID:
+    detail: dict[str, Any] = {
+        "resolution": resolution,
+        "evidence": evidence,
+        "by": "operator",
+        "bank_status": _last_bank_status(conn, row["id"]),
+    }
+    if event is Event.OPERATOR_PAID:
         serial = (x_agent_business_no or "").strip()
         if not serial or x_pay_date is None:
             raise Refused("a payment needs the bank's serial (XAgentBusinessNo) and its pay date")
         changes |= {"x_agent_business_no": serial[:42], "x_pay_date": x_pay_date, "x_pay_amt_fen": row["amount_fen"]}
         detail |= {"x_agent_business_no": serial[:42], "x_pay_date": x_pay_date.isoformat()}
-    elif event is Event.FAILED:
+    elif event is Event.OPERATOR_FAILED:
         changes["reason"] = evidence
     new = transition(conn, row, event, now, actor, detail, None, **changes)  # every resolution applies to IN_DOUBT
     # withdraw the open status queries: the answer is known
@@ -125,9 +153,9 @@ def resolve_in_doubt(
         .where(outbox.c.voucher_id == row["id"], outbox.c.msg_no == "9101", outbox.c.state.in_(("PENDING", "SENT")))
         .values(state="NACKED", add_word=f"resolved by {actor}")
     )
-    if event is Event.FAILED and row["vt_code"] == "8202":
+    if event is Event.OPERATOR_FAILED and row["vt_code"] == "8202":
         repo.release_quota(conn, row["adm_div_code"], row["st_year"], row["agency_code"], row["amount_fen"], now)
-    if event is Event.STATUS_NOT_RECEIVED:
+    if event is Event.OPERATOR_NOT_RECEIVED:
         conn.execute(
             update(outbox)
             .where(outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -10,12 +11,12 @@ from sqlalchemy import Engine, select
 
 from gateway.config import PaymentSettings
 from gateway.payments import operator_actions, service
-from gateway.payments.machine import State
+from gateway.payments.machine import Event, State
 from gateway.store import repo
 from gateway.store.db import transaction
 from gateway.store.tables import outbox
 from protocols import samples
-from protocols.messages import VoucherKey
+from protocols.messages import StatusReply, VoucherKey
 
 T0 = datetime(2026, 11, 23, 2, 0, 0)
 NODE = "450100000000"
@@ -75,7 +76,7 @@ def test_resolve_paid_records_the_bank_serial_and_withdraws_the_query(db_engine:
         )
     assert result.state is State.PAID and result.events[0][1]["state"] == "PAID"
     state, hist = _state(db_engine, key)
-    assert state == "PAID" and hist[-1] == ("receipt_paid", "operator:carol")
+    assert state == "PAID" and hist[-1] == ("operator_paid", "operator:carol")
     assert ("9101", "NACKED") in [(m, s) for m, s, _ in _outbox(db_engine)]
     with transaction(db_engine) as conn:
         rec = repo.get_voucher_by_key(conn, key)
@@ -93,7 +94,8 @@ def test_resolve_failed_and_not_received(db_engine: Engine) -> None:
             conn, b, "not_received", "operator:c", T0, evidence="bank: never got it"
         )
     assert result.state is State.ACCEPTED
-    assert _state(db_engine, b)[1][-1] == ("status_not_received", "operator:c")
+    assert _state(db_engine, a)[1][-1] == ("operator_failed", "operator:c")
+    assert _state(db_engine, b)[1][-1] == ("operator_not_received", "operator:c")
     # the voucher's own message is queued again, with the same MsgId
     with transaction(db_engine) as conn:
         rec = repo.get_voucher_by_key(conn, b)
@@ -104,6 +106,65 @@ def test_resolve_failed_and_not_received(db_engine: Engine) -> None:
             .one()
         )
         assert row["state"] == "PENDING" and row["msg_id"] == rec.msg_id
+
+
+def _last(engine: Engine, key: VoucherKey) -> repo.HistoryEntry:
+    with transaction(engine) as conn:
+        rec = repo.get_voucher_by_key(conn, key)
+        assert rec is not None
+        return repo.history(conn, rec.id)[-1]
+
+
+def test_the_history_says_an_operator_decided_not_the_bank(db_engine: Engine) -> None:
+    """The resolution's history entry is an operator event, never the bank's receipt or status event; it names
+    the operator, the evidence, and the bank's last 9102 answer; and the chain still proves itself."""
+    bank_events = {Event.PAID.value, Event.FAILED.value, Event.STATUS_NOT_RECEIVED.value}
+    seen = {}
+    for n, (resolution, extra) in enumerate(
+        [
+            ("paid", {"x_agent_business_no": "ICBC0009", "x_pay_date": date(2026, 11, 23)}),
+            ("failed", {}),
+            ("not_received", {}),
+        ]
+    ):
+        key = _in_doubt(db_engine, f"OH{n}")
+        # the bank answered the status query "received, still processing" (9102 XStatus 1)
+        with transaction(db_engine) as conn:
+            service.apply_status(
+                conn,
+                "ICBC",
+                StatusReply(
+                    adm_div_code=key.adm_div_code,
+                    st_year=key.st_year,
+                    vt_code=key.vt_code,
+                    voucher_no=key.voucher_no,
+                    x_status=1,
+                    x_add_word="处理中",
+                ),
+                f"B9102{n}",
+                T0 + timedelta(minutes=30),
+            )
+        with transaction(db_engine) as conn:
+            operator_actions.resolve_in_doubt(
+                conn, key, resolution, "operator:dora", T0 + timedelta(hours=1), evidence="柜台回函 letter 42", **extra
+            )
+        entry = _last(db_engine, key)
+        seen[resolution] = entry.event
+        assert entry.actor == "operator:dora" and entry.event not in bank_events
+        assert entry.from_state == "IN_DOUBT"
+        detail = json.loads(entry.detail)
+        assert detail["evidence"] == "柜台回函 letter 42" and detail["by"] == "operator"
+        assert detail["bank_status"]["x_status"] == 1 and detail["bank_status"]["x_add_word"] == "处理中"
+        assert detail["bank_status"]["msg_id"] == f"B9102{n}"
+        assert _state(db_engine, key)[0] == entry.to_state  # _state also checks the hash chain
+    assert seen == {"paid": "operator_paid", "failed": "operator_failed", "not_received": "operator_not_received"}
+
+
+def test_without_a_bank_answer_the_history_says_so(db_engine: Engine) -> None:
+    key = _in_doubt(db_engine)
+    with transaction(db_engine) as conn:
+        operator_actions.resolve_in_doubt(conn, key, "failed", "operator:c", T0, evidence="bank: refused")
+    assert json.loads(_last(db_engine, key).detail)["bank_status"] is None
 
 
 @pytest.mark.parametrize(
