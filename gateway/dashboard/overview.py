@@ -26,7 +26,7 @@ from twisted.internet.task import LoopingCall
 
 from gateway import metrics
 from gateway.auth.accounts import SessionInfo
-from gateway.dashboard import charts, providers
+from gateway.dashboard import charts, providers, reconciliation
 from gateway.dashboard.html import STATE_ORDER, Html, L, h, join, local, state_badge, table, yuan
 from gateway.dashboard.server import Page, Request, security_headers, send
 from gateway.payments import queries
@@ -123,9 +123,7 @@ async def fragments(dash: Dashboard) -> dict[str, Html]:
             lambda conn: cards.repayments(conn, due_before=local_now.date() + timedelta(days=3), overdue_on=None)
         )
     if recon is not None:
-        recon_runs = await dash.store(
-            lambda conn: recon.runs(conn, check_date=local_now.date() - timedelta(days=1), bank=None)
-        )
+        recon_runs = await dash.store(recon.latest)
     counts: dict[str, dict[str, int]] = data["counts"]
     totals = {s: sum(c.get(s, 0) for c in counts.values()) for s in STATE_ORDER}
     per_min, per_5min = dash.live.paid_rate()
@@ -156,12 +154,7 @@ async def fragments(dash: Dashboard) -> dict[str, Html]:
                 len(cards_due) if cards_due is not None else "—",
                 L("三日内到期", "due within 3 days") if cards_due is not None else na,
             ),
-            _tile(
-                "kpi-recon",
-                L("昨日对账", "Last night's reconciliation"),
-                sum(int(r.get("breaks", 0)) for r in recon_runs) if recon_runs is not None else "—",
-                L("差错笔数", "breaks") if recon_runs is not None else na,
-            ),
+            _tile("kpi-recon", L("昨日对账", "Last night's reconciliation"), *reconciliation.overview_kpi(recon_runs)),
         ]
     )
     now = hub.now()
@@ -241,20 +234,7 @@ async def fragments(dash: Dashboard) -> dict[str, Html]:
             [[c["holder"], c["agency_code"], yuan(c["amount_fen"]), c["due_date"]] for c in cards_due[:10]],
             empty=L("近期无到期还款", "Nothing due soon"),
         )
-    if recon_runs is None:
-        recon_html = h('<p class="na">{}</p>', L("对账服务尚未接入", "Reconciliation is not yet available"))
-    else:
-        recon_html = table(
-            [
-                L("银行", "Bank"),
-                L("对账日", "Check date"),
-                L("状态", "State"),
-                L("相符", "Matched"),
-                L("差错", "Breaks"),
-            ],
-            [[r["bank"], r["check_date"], r["state"], r["matched"], r["breaks"]] for r in recon_runs],
-            empty=L("昨日无对账", "No run last night"),
-        )
+    recon_html = reconciliation.overview_tile(recon_runs)
     return {
         "kpis": kpis,
         "bank-links": bank_table,

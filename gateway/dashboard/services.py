@@ -3,7 +3,8 @@
 Until the card service and the reconciliation port are attached to the hub, each page says so plainly. With a
 provider attached, they list what the issue asks for: card spending by agency, due and overdue repayments with
 approve/reject (approver); reconciliation runs by date and bank, their breaks with filters, the HTML report, and
-the resolution workflow with four-eyes approval (operator proposes, a different approver approves).
+the resolution workflow with four-eyes approval (operator proposes, a different approver approves): the latter
+live in :mod:`gateway.dashboard.reconciliation`, re-exported here where the dashboard mounts its pages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gateway.auth.accounts import SessionInfo
 from gateway.auth.roles import Permission
 from gateway.dashboard import providers
 from gateway.dashboard.html import Html, L, h, message_box, table, yuan
+from gateway.dashboard.reconciliation import Reconciliation as Reconciliation
 from gateway.dashboard.server import Page, Request, arg, redirect, send
 
 
@@ -129,116 +131,3 @@ class Cards(Page):
             request, session.operator.actor, "card.decide", "ok", parts[0], {"approve": approve, "state": state}
         )
         redirect(request, "/cards")
-
-
-class Reconciliation(Page):
-    """`/reconciliation`: runs by date and bank; `/reconciliation/RUN` its breaks; `/reconciliation/RUN/report`."""
-
-    title = ("对账", "Reconciliation")
-    active = "/reconciliation"
-
-    async def get(self, request: Request, session: SessionInfo | None) -> None:
-        recon = providers.reconciliation_of(self.dash.hub)
-        if recon is None:
-            body = _not_yet("日终对账", "Reconciliation", "gateway.dashboard.providers.ReconciliationProvider")
-            send(request, 200, self.page(session, body))
-            return
-        parts = [p.decode() for p in request.postpath if p]
-        if len(parts) == 2 and parts[0].isdigit() and parts[1] == "report":
-            report = await self.dash.store(lambda conn: recon.report_html(conn, int(parts[0])))
-            send(request, 200, report.encode("utf-8"))
-            return
-        if len(parts) == 1 and parts[0].isdigit():
-            run_id = int(parts[0])
-            kind, state = arg(request, "kind") or None, arg(request, "state") or None
-            breaks = await self.dash.store(lambda conn: recon.breaks(conn, run_id, kind=kind, state=state))
-            body = h(
-                '<p><a href="/reconciliation/{}/report">{}</a></p>{}',
-                run_id,
-                L("对账报告", "HTML report"),
-                table(
-                    [
-                        L("类型", "Kind"),
-                        L("凭证", "Voucher"),
-                        L("银行流水", "Bank serial"),
-                        L("账面", "Ledger"),
-                        L("银行", "Bank"),
-                        L("天数", "Age"),
-                        L("状态", "State"),
-                        L("提出", "Proposed by"),
-                        L("批准", "Approved by"),
-                    ],
-                    [
-                        [
-                            b["kind"],
-                            b["voucher_key"],
-                            b["bank_serial"],
-                            yuan(b["ledger_fen"]),
-                            yuan(b["bank_fen"]),
-                            b["age_days"],
-                            b["state"],
-                            b["proposed_by"] or "",
-                            b["approved_by"] or "",
-                        ]
-                        for b in breaks
-                    ],
-                    empty=L("无差错", "No breaks"),
-                ),
-            )
-            send(request, 200, self.page(session, body))
-            return
-        check_date = _day(
-            arg(request, "date"),
-            datetime.fromtimestamp(self.dash.hub.clock.seconds(), self.dash.tz).date() - timedelta(days=1),
-        )
-        bank = arg(request, "bank") or None
-        runs = await self.dash.store(lambda conn: recon.runs(conn, check_date=check_date, bank=bank))
-        body = table(
-            [
-                L("银行", "Bank"),
-                L("对账日", "Check date"),
-                L("状态", "State"),
-                L("相符", "Matched"),
-                L("差错", "Breaks"),
-            ],
-            [
-                [
-                    r["bank"],
-                    h('<a href="/reconciliation/{}">{}</a>', r["id"], r["check_date"]),
-                    r["state"],
-                    r["matched"],
-                    r["breaks"],
-                ]
-                for r in runs
-            ],
-            empty=L("该日无对账", "No run that day"),
-        )
-        send(request, 200, self.page(session, body))
-
-    async def post(self, request: Request, session: SessionInfo | None) -> None:
-        assert session is not None
-        recon = providers.reconciliation_of(self.dash.hub)
-        parts = [p.decode() for p in request.postpath if p]
-        if (
-            recon is None
-            or len(parts) != 3
-            or parts[0] != "breaks"
-            or not parts[1].isdigit()
-            or parts[2] not in ("propose", "approve")
-        ):
-            send(request, 404, self.message_page(session, "error", L("没有这个操作", "No such action")))
-            return
-        break_id, step = int(parts[1]), parts[2]
-        permission = Permission.RECON_PROPOSE if step == "propose" else Permission.RECON_APPROVE
-        if not await self.require(request, session, permission, f"recon.{step}", parts[1]):
-            return
-        actor, now = session.operator.actor, self.dash.now()
-        if step == "propose":
-            resolution = arg(request, "resolution")
-            await self.dash.store(
-                lambda conn: recon.propose(conn, break_id, resolution, arg(request, "note"), actor, now)
-            )
-        else:
-            await self.dash.store(lambda conn: recon.approve(conn, break_id, actor, now))
-        await self.dash.audit(request, actor, f"recon.{step}", "ok", parts[1], {})
-        redirect(request, "/reconciliation")
