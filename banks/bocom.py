@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from banks.declarative import DateFormat, DateTimeFormat, Declaration, DeclarativeDialect, TimeFormat
+from banks.statement_format import FileFormat, StatementSource, SummaryLine
 from protocols.framing import FrameSpec, HeaderKind
 
 DECLARATION: Final = Declaration(
@@ -148,6 +149,27 @@ verifiable with `xmlsec1`.""",
         "9101": "309101",
         "9102": "309102",
     },
+    statement_format=StatementSource(
+        "text",
+        FileFormat(
+            name="bocom-csv",
+            columns=("serial", "pay_date", "vt_code", "voucher_no", "payee_acct_no", "", "amount", "status"),
+            delimiter=",",
+            encoding="UTF-8",
+            header_lines=1,
+            trailer_lines=1,
+            amount_unit="yuan",
+            date_format="YYYY-MM-DD",
+            status_codes=(("BOOK", 0), ("RTRN", 1), ("RJCT", 2)),
+            summary=SummaryLine(place="trailer", check_date_column=1, count_column=2, amount_column=3),
+            strip=True,
+        ),
+        description="""\
+A comma-separated UTF-8 file exported by the bank's middleware: a line of column titles, one line per voucher
+or return (the creditor's name is listed and ignored), and a trailer `TOTAL,<check date>,<count>,<total>`.
+Amounts in yuan with two decimals, ISO dates, the bank's English status codes (`BOOK` paid, `RTRN` returned,
+`RJCT` refused); spaces around values are ignored. Values are never quoted.""",
+    ),
 )
 
 DIALECT: Final = DeclarativeDialect(DECLARATION)

@@ -20,6 +20,7 @@ from banks.declarative import (
     ListLayout,
     TimeFormat,
 )
+from banks.statement_format import FileFormat, StatementSource, SummaryLine
 from protocols.framing import FrameSpec, HeaderKind
 
 DECLARATION: Final = Declaration(
@@ -150,6 +151,29 @@ the exact bytes of the document, the raw r||s value base64 in `head/signData`: t
         "9101": "CX9101",
         "9102": "CX9102",
     },
+    statement_format=StatementSource(
+        "text",
+        FileFormat(
+            name="ccb-fixed",
+            columns=("serial", "vt_code", "voucher_no", "", "payee_acct_no", "amount", "status", "pay_date"),
+            widths=(42, 4, 42, 60, 40, 18, 1, 10),
+            encoding="GBK",
+            header_lines=1,
+            trailer_lines=1,
+            amount_unit="fen",
+            date_format="YYYY-MM-DD",
+            status_codes=(("S", 0), ("R", 1), ("F", 2)),
+            summary=SummaryLine(
+                place="trailer", check_date_column=1, count_column=2, amount_column=3, widths=(3, 10, 10, 18)
+            ),
+        ),
+        description="""\
+A fixed-width GBK file from the bank's batch system: a title line, one line per voucher or return, and a trailer
+`TRL` with the check date, the count and the signed total in fen. Columns are cut by bytes (a Chinese character
+of the payee's name, which the reader ignores, is two); numbers are zero-filled on the left, text is padded with
+spaces on the right. The widths hold the longest value the standard allows (42 characters for a voucher number
+or serial, 40 for an account), so every voucher fits.""",
+    ),
 )
 
 DIALECT: Final = DeclarativeDialect(DECLARATION)

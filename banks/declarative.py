@@ -17,7 +17,9 @@ everything in which a bank's front-end differs from the exchange standard (PROTO
 * **vocabularies**: the bank's code for each result code of PROTOCOL.md §4 (`0000` ↔ 90000) and for each
   message type (MsgNo 5201 ↔ `PAY001`); the latter is also used for a reply's `OriMsgNo`;
 * **what it does not carry** (`unsupported` payload types) and its **signature scheme** by name
-  (:mod:`banks.signing`).
+  (:mod:`banks.signing`);
+* **its statement file**: how the bank delivers its end-of-day statement as a file
+  (:class:`~banks.statement_format.StatementSource`: the standard's 4006 document, a text layout, or camt.053).
 
 :class:`DeclarativeDialect` is the codec for any declaration. A declaration is checked when the dialect is
 built; every mistake raises :class:`DeclarationError` naming the field (`names.PayAmt: …`). Declarations can
@@ -47,6 +49,7 @@ from lxml import etree
 
 from banks.dialect import Dialect, Inbound, RawHead
 from banks.signing import DETACHED, SCHEME_NAMES, SignatureScheme, make_scheme
+from banks.statement_format import STANDARD_STATEMENT, StatementFormatError, StatementSource, statement_from_table
 from protocols import codec, money, rules, schema
 from protocols.errors import (
     LocalError,
@@ -162,6 +165,8 @@ class Declaration:
             `OriMsgNo` naming a type the table does not know passes through unchanged and unambiguous.
         unsupported: Names of the payload types the dialect does not carry.
         description: Prose for the dialect's documentation (docs/banks/<code>.md).
+        statement_format: The file the bank delivers its end-of-day statement in (by default the standard's
+            4006 document); a declaration file's `[statement]` table.
     """
 
     code: str
@@ -187,6 +192,7 @@ class Declaration:
     message_types: Mapping[str, str] = field(default_factory=dict)
     unsupported: frozenset[str] = frozenset()
     description: str = ""
+    statement_format: StatementSource = STANDARD_STATEMENT
 
 
 class DeclarationError(ValueError):
@@ -318,6 +324,8 @@ def check_declaration(d: Declaration) -> None:
     for type_name in d.unsupported:
         if type_name not in PAYLOADS_BY_NAME:
             raise DeclarationError("unsupported", f"{type_name!r} is not a payload type: {sorted(PAYLOADS_BY_NAME)}")
+    if not isinstance(d.statement_format, StatementSource):
+        raise DeclarationError("statement", "must be a StatementSource")
     _check_vocabularies(d)
     _check_collisions(d)
 
@@ -410,6 +418,7 @@ _TOP_KEYS: Final = {
     "head_constants": dict,
     "result_codes": dict,
     "message_types": dict,
+    "statement": dict,
 }
 _SECTION_KEYS: Final[dict[str, dict[str, type]]] = {
     "framing": {"header": str, "width": int, "counts_header": bool, "max_body_bytes": int},
@@ -509,6 +518,12 @@ def declaration_from_toml(text: str, origin: str = "<declaration>") -> Declarati
     unsupported = data.get("unsupported", [])
     if not all(isinstance(name, str) for name in unsupported):
         raise DeclarationError("unsupported", "must be an array of payload type names", origin)
+    statement = STANDARD_STATEMENT
+    if "statement" in data:
+        try:
+            statement = statement_from_table(data["statement"], default_name=f"{data['code']}-txt")
+        except StatementFormatError as exc:
+            raise DeclarationError(f"statement.{exc.field}", exc.message, origin) from None
     declaration = Declaration(
         code=data["code"],
         title=data["title"],
@@ -539,6 +554,7 @@ def declaration_from_toml(text: str, origin: str = "<declaration>") -> Declarati
         result_codes=result_codes,
         message_types=_strings(data.get("message_types", {}), "message_types", origin),
         unsupported=frozenset(unsupported),
+        statement_format=statement,
     )
     try:
         check_declaration(declaration)
@@ -724,6 +740,7 @@ class DeclarativeDialect(Dialect):
             d.signature, dialect=d.code, root=d.root, head=d.head, element=d.signature_element
         )
         self.signature_methods = self.scheme.methods
+        self.statement_format = d.statement_format
         self._results = _Vocabulary(d.result_codes, "result code", d.code) if d.result_codes else None
         self._types = _Vocabulary(d.message_types, "message type", d.code) if d.message_types else None
         self._plans = {cls: self._plan(cls) for cls in RECORD_TYPES}

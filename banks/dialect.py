@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from banks.statement_format import STANDARD_STATEMENT, StatementSource
 from protocols.errors import LocalError, Problem
 from protocols.framing import FrameSpec
 from protocols.messages import Message, Payload
@@ -62,6 +63,9 @@ class Dialect(abc.ABC):
     #: other type (`banks.signing.KeyTypeMismatch`) and fails to verify with a pinned certificate of it; the
     #: gateway and `tgw init` can read this to give each bank a key it accepts.
     signature_methods: frozenset[str] = frozenset({RSA_SHA256, ECDSA_SHA256})
+    #: The file the bank delivers its end-of-day statement in (`tgw reconcile --statement` reads it by default,
+    #: the simulated bank writes it): the standard's 4006 document unless the dialect declares otherwise.
+    statement_format: StatementSource = STANDARD_STATEMENT
 
     def supports(self, payload_type: type[Payload]) -> bool:
         """Whether messages of this payload type can be sent to (and received from) this dialect."""

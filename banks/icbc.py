@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from banks.declarative import Declaration, DeclarativeDialect
+from banks.statement_format import StatementSource
 from protocols.framing import FrameSpec, HeaderKind
 
 DECLARATION: Final = Declaration(
@@ -149,6 +150,15 @@ only, four-digit result codes (`0000` success, `9xxx` errors), six-character tra
         "9101": "QRY001",
         "9102": "QRY002",
     },
+    statement_format=StatementSource(
+        "camt053",
+        description="""\
+An ISO 20022 camt.053 bank-to-customer statement (`BkToCstmrStmt`), as a large bank's cash-management platform
+exports it for its corporate and government customers: one `Ntry` per voucher or return, the voucher type in
+`BkTxCd/Prtry/Cd`, the voucher number in `EndToEndId`, the bank serial in `AcctSvcrRef`, opening and closing
+balances that must add up. Our choice for this model (a front-end of TIPS/CFX style for messages and ISO 20022
+for the statement file is plausible for a bank of this size), not the bank's specification.""",
+    ),
 )
 
 DIALECT: Final = DeclarativeDialect(DECLARATION)

@@ -1,6 +1,7 @@
 """`tgw reconcile`: reconcile one bank's statement file for a check date against the store, by hand (issue 6).
 
-Reads the statement (`--format 4006|text|camt053`; 4006 pages may be given as several `--statement` files),
+Reads the statement in the format the bank's dialect declares (`Dialect.statement_format`, docs/banks/<dialect>.md),
+or as `--format 4006|text|camt053` says (4006 pages may be given as several `--statement` files),
 reconciles it against the vouchers in the instance's database (:mod:`gateway.reconcile.store_port`), stores the
 run and its breaks (replacing an earlier run of the same bank and date), writes the reports (HTML, CSV, JSON) to
 `--report-dir` (default `<instance>/reports/`) and prints a summary, or with `--json` the summary as JSON.
@@ -17,10 +18,14 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from banks.statement_format import KINDS
 from gateway.commands.instance import _fail, _load
 from protocols.money import parse_date8
+
+if TYPE_CHECKING:
+    from banks.dialect import Dialect
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         required=True,
         help="the statement file (repeat for the pages of a 4006 statement)",
     )
-    p.add_argument("--format", choices=("4006", "text", "camt053"), default="text", help="default: text")
+    p.add_argument(
+        "--format",
+        choices=KINDS,
+        help="the statement file's format (default: the one the bank's dialect declares; text without a declared "
+        "layout is the standard text layout)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--report-dir", type=Path, help="where the reports go (default: <instance>/reports)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -49,18 +59,34 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def open_statement(kind: str, files: list[Path]) -> Any:
-    """The statement stream of `files` read as `kind` (4006, text, camt053)."""
-    from reconciliation.formats import STANDARD_TEXT
+def open_statement(kind: str | None, files: list[Path], dialect: Dialect | str | None = None) -> Any:
+    """The statement stream of `files` read as `kind` (4006, text, camt053), by default as `dialect` declares.
+
+    Args:
+        kind: The format `--format` names; None for the one the dialect declares (the standard's 4006
+            without a dialect).
+        files: The statement file, or the pages of a 4006 statement.
+        dialect: The bank's dialect (or its code): its `statement_format` gives the format, and the layout of
+            a text file (the standard text layout when it declares none).
+
+    Raises:
+        ValueError: Several files for a statement that is one file.
+    """
+    from banks import registry
+    from banks.statement_format import STANDARD_STATEMENT, STANDARD_TEXT
     from reconciliation.readers import read_4006, read_camt053, read_text
 
+    if isinstance(dialect, str):
+        dialect = registry.get(dialect)
+    declared = STANDARD_STATEMENT if dialect is None else dialect.statement_format
+    kind = kind or declared.kind
     if kind == "4006":
         return read_4006([str(f) for f in files])
     if len(files) != 1:
         raise ValueError(f"a {kind} statement is one file, not {len(files)}")
     if kind == "camt053":
         return read_camt053(str(files[0]))
-    return read_text(str(files[0]), STANDARD_TEXT)
+    return read_text(str(files[0]), declared.text or STANDARD_TEXT)
 
 
 class _Progress:
@@ -110,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     elif bank not in cfg.banks:
         return _fail(f"unknown bank {bank!r}; configured: {', '.join(cfg.banks)}", 2)
     try:
-        statement = open_statement(args.format, args.statement)
+        statement = open_statement(args.format, args.statement, cfg.banks[bank].dialect)
     except (ValueError, OSError, ReconciliationError) as exc:
         return _fail(f"cannot read the statement: {exc}", 2)
     scratch_dir = cfg.directory / "scratch"

@@ -47,7 +47,8 @@ def test_tgw_reconcile_reports_the_injected_breaks(
         lines, injected = spoilt_statement(engine, INJECTED, seed=11)
         spoilt = write_text(tmp_path / "spoilt.txt", lines, injected.declared(lines))
         clean = write_text(tmp_path / "clean.txt", true_statement(engine))
-        argv = ["reconcile", "--config", str(cfg.path), "--date", f"{CHECK_DATE:%Y%m%d}", "--bank", BANK, "--json"]
+        argv = ["reconcile", "--config", str(cfg.path), "--date", f"{CHECK_DATE:%Y%m%d}", "--bank", BANK]
+        argv += ["--format", "text", "--json"]  # the standard dialect declares 4006; the standard text layout
 
         code, out = _tgw(capsys, *argv, "--statement", str(spoilt))
         assert code == 1
@@ -81,7 +82,8 @@ def test_an_unreadable_statement_exits_2_naming_the_line(
     cfg = create_instance(tmp_path / "instance", [(BANK, "standard")], database=db_url)
     bad = tmp_path / "bad.txt"
     bad.write_text("H|20261123|1|10.00\n5201|X|S|20261123|10.0|0|6222\n", encoding="utf-8")
-    code = cli.main(["reconcile", "--config", str(cfg.path), "--date", "20261123", "--statement", str(bad)])
+    argv = ["reconcile", "--config", str(cfg.path), "--date", "20261123", "--format", "text"]
+    code = cli.main([*argv, "--statement", str(bad)])
     assert code == 2
     assert "line 2" in capsys.readouterr().err
 
