@@ -18,8 +18,15 @@ voucher gets a row in `recon_matches` (run, voucher) instead, so that reconcilia
 state machine and a re-run simply replaces the links.
 
 **Idempotency.** :func:`run_day` does everything in one transaction: it undoes an earlier run of the same bank
-and date (its run, breaks and links are deleted; breaks of earlier dates it had closed are opened again), then
-stores the new run. A run that fails rolls back and leaves the previous one in place.
+and date (its run, breaks and links are deleted; breaks of earlier dates it had closed by itself are opened
+again), then stores the new run. A run that fails rolls back and leaves the previous one in place.
+
+**The resolution workflow survives re-runs.** What people did to a break (assigned, commented, proposed,
+approved, rejected, resolved: `recon_break_events`) is kept by the break's identity — bank, first check date,
+class and key — and not only by its row: the undo detaches the events, and the new run attaches them to its break
+of the same identity and rebuilds the workflow columns from them, so an assignment or a pending proposal stays,
+and a break people resolved stays closed when the re-run finds it again. A break the re-run no longer finds keeps
+its events (detached). The same happens when a later date's run finds an open break again.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from gateway.reconcile.resolution import replay
 from gateway.store.db import transaction
-from gateway.store.tables import recon_breaks, recon_matches, recon_runs, voucher_history, vouchers
+from gateway.store.tables import recon_break_events, recon_breaks, recon_matches, recon_runs, voucher_history, vouchers
 from reconciliation.matcher import DEFAULT_MATCH_LIMITS, CarryOver, MatchLimits, carry_over, reconcile_day
 from reconciliation.model import Break, BreakClass, LedgerEntry, RunResult, Side, Status, Totals
 from reconciliation.ports import ScratchArea
@@ -49,6 +57,10 @@ _LEDGER_STATES: Final = (*_PAID_STATES, "FAILED")
 #: Voucher numbers looked up per query when recording matched vouchers.
 _LOOKUP_CHUNK: Final = 500
 _STREAM_ROWS: Final = 2_000
+#: `closed_reason` of the breaks a run closes by itself (a re-run of its date opens them again).
+_CLEARED: Final = "cleared"
+_FOUND_AGAIN: Final = "found again"
+_AUTO_CLOSED: Final = (_CLEARED, _FOUND_AGAIN)
 
 
 def _sort_column(conn: Connection, column: Any) -> Any:
@@ -255,10 +267,20 @@ def _undo_run(conn: Connection, bank: str, check_date: date) -> None:
     if run_id is None:
         return
     b = recon_breaks.c
-    conn.execute(
+    conn.execute(  # what the run closed by itself opens again; what people resolved stays closed
         update(recon_breaks)
-        .where(b.bank_code == bank, b.check_date < check_date, b.closed_on == check_date)
+        .where(
+            b.bank_code == bank,
+            b.check_date < check_date,
+            b.closed_on == check_date,
+            b.closed_reason.in_(_AUTO_CLOSED),
+        )
         .values(state="OPEN", closed_on=None, closed_reason=None)
+    )
+    # the workflow's events outlive the rows: detached here, attached by _store_result to the same break again
+    e = recon_break_events.c
+    conn.execute(
+        update(recon_break_events).where(e.break_id.in_(select(b.id).where(b.run_id == run_id))).values(break_id=None)
     )
     conn.execute(delete(recon_matches).where(recon_matches.c.run_id == run_id))
     conn.execute(delete(recon_breaks).where(b.run_id == run_id))
@@ -304,13 +326,54 @@ def _store_result(
     closed = {(b.identity, b.since) for b in carry.closed}
     found_again = {b.identity for b in result.breaks}
     for row_id, b in previous:
-        reason = "cleared" if (b.identity, b.since) in closed else "found again" if b.identity in found_again else None
+        reason = _CLEARED if (b.identity, b.since) in closed else _FOUND_AGAIN if b.identity in found_again else None
         if reason is not None:
             conn.execute(
                 update(recon_breaks)
                 .where(recon_breaks.c.id == row_id)
                 .values(state="CLOSED", closed_on=result.check_date, closed_reason=reason)
             )
+            if reason == _FOUND_AGAIN:  # its workflow goes on on this run's row of the same break
+                conn.execute(
+                    update(recon_break_events).where(recon_break_events.c.break_id == row_id).values(break_id=None)
+                )
+    _attach_workflow(conn, result.bank)
+
+
+def _attach_workflow(conn: Connection, bank: str) -> None:
+    """Give the detached workflow events of `bank` (a re-run replaced their break's row, or a later run found the
+    break again) to the open row of the same break — same bank, first check date, class and key — and rebuild
+    its workflow columns from all of the break's events (:func:`gateway.reconcile.resolution.replay`): who it
+    is assigned to, the resolution proposed or rejected, and a resolution people applied, which closes it again.
+    Events whose break no run finds any more stay detached (`break_id` NULL), kept for the audit history.
+    """
+    e, b = recon_break_events.c, recon_breaks.c
+    identities = conn.execute(
+        select(e.check_date, e.break_class, e.break_key)
+        .where(e.bank_code == bank, e.break_id.is_(None))
+        .group_by(e.check_date, e.break_class, e.break_key)
+    ).all()
+    for opened_on, break_class, break_key in identities:
+        row_id = conn.execute(
+            select(b.id)
+            .where(
+                b.bank_code == bank,
+                b.opened_on == opened_on,
+                b.break_class == break_class,
+                b.break_key == break_key,
+                b.state == "OPEN",
+            )
+            .order_by(b.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if row_id is None:
+            continue
+        same = and_(
+            e.bank_code == bank, e.check_date == opened_on, e.break_class == break_class, e.break_key == break_key
+        )
+        conn.execute(update(recon_break_events).where(same).values(break_id=row_id))
+        events = conn.execute(select(e.event, e.actor, e.at, e.detail).where(same).order_by(e.id)).mappings()
+        conn.execute(update(recon_breaks).where(b.id == row_id).values(**replay(events).values()))
 
 
 def _break_row(run_id: int, result: RunResult, b: Break, opened_on: date) -> dict[str, Any]:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gateway.config import PaymentSettings
 from gateway.payments import service
-from gateway.reconcile.store_port import StoreLedger
+from gateway.reconcile.store_port import DayRun, StoreLedger, run_day
 from gateway.store.db import transaction
+from gateway.store.tables import recon_breaks
 from protocols import samples
 from protocols.messages import Receipt, ReturnNotice, StatementDetail, Voucher
+from reconciliation.formats import STANDARD_TEXT
 from reconciliation.inject import Injected, inject
 from reconciliation.model import BreakClass, Totals
+from reconciliation.ports import TempFileScratch
+from reconciliation.readers import read_text
 from tests.gateway.conftest import NODE, NOW_NAIVE, WORK_DATE
 
 BANK: Final = "ICBC"
@@ -132,3 +137,74 @@ def write_4006(path: Path, lines: list[StatementDetail], day: date = CHECK_DATE)
         encoding="utf-8",
     )
     return path
+
+
+# --- the resolution workflow (tests/reconcile/test_resolution.py, test_api.py, test_breaks_cli.py) -----------------
+
+#: How :func:`workflow_statement` spoils the true statement of :func:`seed_ledger`'s vouchers (n=8, failed=1,
+#: returned=1): voucher 0 failed but the bank says paid; voucher 2 paid but the bank says failed; voucher 3 is
+#: left out; voucher 4's amount is off; a line for a voucher the gateway does not hold is added; the declared
+#: total is off (a summary mismatch).
+WORKFLOW_BREAKS: Final = {
+    BreakClass.STATUS_MISMATCH: 2,
+    BreakClass.MISSING_AT_BANK: 1,
+    BreakClass.AMOUNT_MISMATCH: 1,
+    BreakClass.MISSING_IN_LEDGER: 1,
+    BreakClass.SUMMARY_MISMATCH: 1,
+}
+
+
+def workflow_statement(engine: Engine, vouchers: list[Voucher]) -> tuple[list[StatementDetail], Totals]:
+    """The statement of :data:`WORKFLOW_BREAKS` for :func:`seed_ledger` (n=8, failed=1, returned=1)."""
+    lines = []
+    numbers = {v.voucher_no: i for i, v in enumerate(vouchers)}
+    for line in true_statement(engine):
+        i = numbers.get(line.voucher_no)
+        if i == 0:
+            line = replace(line, pro_state=0)
+        elif i == 2:
+            line = replace(line, pro_state=2)
+        elif i == 3:
+            continue
+        elif i == 4:
+            line = replace(line, amt_fen=line.amt_fen - 1_00)
+        lines.append(line)
+    lines.append(
+        StatementDetail(
+            vt_code="5201",
+            voucher_no="5201450199999999",
+            x_agent_business_no=f"{BANK}X0001",
+            x_pay_date=CHECK_DATE,
+            amt_fen=4_321_00,
+            pro_state=0,
+            payee_acct_no="6222000000000009",
+        )
+    )
+    return lines, Totals(len(lines), sum(x.amt_fen for x in lines) + 10_00)
+
+
+def run_file(engine: Engine, path: Path, day: date = CHECK_DATE, *, now: datetime = NOW_NAIVE) -> DayRun:
+    """Reconcile a text statement file for `day` (replacing an earlier run of the date)."""
+    return run_day(
+        engine, BANK, day, read_text(str(path), STANDARD_TEXT), scratch=TempFileScratch(str(path.parent)), now=now
+    )
+
+
+def break_ids(engine: Engine, run_id: int | None = None) -> dict[tuple[str, str], int]:
+    """`(class, key) → id` of the stored breaks (of one run)."""
+    b = recon_breaks.c
+    query = select(b.id, b.break_class, b.break_key)
+    if run_id is not None:
+        query = query.where(b.run_id == run_id)
+    with transaction(engine, read_only=True) as conn:
+        return {(r.break_class, r.break_key): r.id for r in conn.execute(query)}
+
+
+def break_row(engine: Engine, break_id: int) -> dict[str, Any]:
+    with transaction(engine, read_only=True) as conn:
+        return dict(conn.execute(select(recon_breaks).where(recon_breaks.c.id == break_id)).mappings().one())
+
+
+def key_of(v: Voucher) -> str:
+    """The break key of a voucher (`Break.key`)."""
+    return f"{v.vt_code}-{v.voucher_no}"
