@@ -29,6 +29,8 @@ from twisted.internet.task import LoopingCall
 from banks import registry
 from banks.dialect import Dialect, Inbound, RawHead
 from certs.pki import bank_code_of, load_certificate, load_private_key
+from gateway import pinning
+from gateway.auth import accounts
 from gateway.config import Config
 from gateway.dbthread import Database
 from gateway.payments import service
@@ -79,7 +81,10 @@ class Hub:
         self.tz = ZoneInfo(config.timezone)
         self.signers = {code: signer_for(config, code) for code in config.banks}
         self.dialects: dict[str, Dialect] = {code: registry.get(b.dialect) for code, b in config.banks.items()}
-        self.verifiers = {code: Verifier(load_certificate(b.signing_cert)) for code, b in config.banks.items()}
+        #: Each bank's pinned certificates (gateway/pinning.py), reloaded by :meth:`reload_pinned`.
+        self.verifiers: dict[str, Verifier] = {
+            code: pinning.pinned_for(code, b.signing_cert, config.crl) for code, b in config.banks.items()
+        }
         self.sessions: dict[str, list[BankSession]] = {code: [] for code in config.banks}
         self._reply_seq = 0
         self._boot = os.urandom(3).hex().upper()
@@ -152,6 +157,41 @@ class Hub:
 
     def live_sessions(self, bank: str) -> list[BankSession]:
         return [s for s in self.sessions.get(bank, []) if s.signed_on and not s.closing]
+
+    def close_sessions(self, bank: str, serial: int | None = None, *, reason: str, actor: str = "gateway") -> list[str]:
+        """Cut `bank`'s open sessions at once: all of them, or those whose TLS peer presented the certificate
+        `serial` (a revoked certificate: the CRL stops new handshakes, this stops the links already up).
+
+        The transports are aborted, not signed off: a 9008 would wait for a 9009 signed with the very key that
+        is no longer trusted, and nothing more may be read from or written to that peer. Nothing is lost:
+        what the gateway wrote and the bank did not answer goes again, same MsgId and bytes, on the bank's next
+        link; what the bank sent and the gateway has not answered, the bank sends again. Logged and audited
+        (`link.close`, with the connections cut). Returns the connection ids cut.
+        """
+        cut = []
+        for session in list(self.sessions.get(bank, [])):
+            if session.closing or (serial is not None and peer_serial(session) != serial):
+                continue
+            session.abort()
+            cut.append(session.connection_id)
+        detail = {"reason": reason, "serial": None if serial is None else format(serial, "x"), "connections": cut}
+        log.warning("%s: %d session(s) closed by %s: %s", bank, len(cut), actor, reason)
+        d = self.db.run(accounts.audit, self.now(), actor, "link.close", "ok", bank, detail)
+        d.addErrback(lambda f: log.error("could not audit closing %s's sessions: %s", bank, f.value))
+        return cut
+
+    def reload_pinned(self, bank: str) -> Verifier:
+        """Read `bank`'s pinned certificates again (gateway/pinning.py: the configured one, the kept previous
+        ones, less the revoked): after the dashboard issued or revoked one, without a restart. A message being
+        verified meanwhile uses the set it started with.
+
+        Raises:
+            certs.pki.PkiError: a certificate file or the CRL cannot be read (the set in use stays).
+        """
+        verifier = pinning.pinned_for(bank, self.config.banks[bank].signing_cert, self.config.crl)
+        self.verifiers[bank] = verifier
+        log.info("%s: pinned certificates %s", bank, ", ".join(format(s, "x") for s in sorted(verifier.serials)))
+        return verifier
 
     # --- writing ----------------------------------------------------------------------------------------------
 
@@ -527,6 +567,18 @@ def signer_for(config: Config, bank: str) -> Signer:
     """The signer of messages to `bank` (see :func:`signing_pair_for`)."""
     cert_path, key_path = signing_pair_for(config, bank)
     return Signer(load_private_key(key_path), load_certificate(cert_path))
+
+
+def peer_serial(session: BankSession) -> int | None:
+    """The serial of the certificate the session's TLS peer presented (None without one)."""
+    transport = session.transport
+    peer = (
+        transport.getPeerCertificate() if transport is not None and hasattr(transport, "getPeerCertificate") else None
+    )
+    if peer is None:
+        return None
+    cert: x509.Certificate = peer.to_cryptography() if hasattr(peer, "to_cryptography") else peer
+    return cert.serial_number
 
 
 class _Identity(ProtocolError):
