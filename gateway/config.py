@@ -73,6 +73,19 @@ class CardSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconSettings:
+    """Reconciliation (issue 6, docs/reconciliation.md): `[reconciliation]` in gateway.toml, every key optional.
+
+    Each group of settings belongs to one part of the reconciliation; keep a group's fields together.
+    """
+
+    # --- statements over the link (4005 → 4006 pages → 2507; gateway/reconcile/link.py) ---
+    #: How long a reconciliation over the link (the API, `tgw reconcile` without `--statement`, the nightly
+    #: run) waits for the bank's complete statement and its run; then the request is FAILED.
+    statement_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole instance."""
 
@@ -98,6 +111,7 @@ class Config:
     session: SessionLimits = field(default_factory=SessionLimits)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     cards: CardSettings = field(default_factory=CardSettings)
+    reconciliation: ReconSettings = field(default_factory=ReconSettings)
 
     def signing_pairs(self) -> list[tuple[Path, Path]]:
         """The gateway's message-signing (certificate, key) pairs: the default first, then the other type's."""
@@ -269,6 +283,7 @@ def load(path: Path | str) -> Config:
         session=_limits(SessionLimits, _table(data, "session", "session"), "session"),
         payments=_limits(PaymentSettings, _table(data, "payments", "payments"), "payments"),
         cards=_cards(_table(data, "cards", "cards"), node),
+        reconciliation=_limits(ReconSettings, _table(data, "reconciliation", "reconciliation"), "reconciliation"),
     )
 
 
