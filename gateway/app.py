@@ -133,6 +133,9 @@ def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = Tru
         web_port = reactor.listenTCP(config.web_port, Site(build_root(hub)), interface=config.web_host)
     hub.start()
     cards.start_watch(hub)  # official cards (issue 5): deadlines raised in the log and as counts
+    from gateway.reconcile.provider import StoreReconciliation  # issue 6: breaks for the dashboard and the API
+
+    setattr(hub, "reconciliation", StoreReconciliation())  # noqa: B010
     running = Running(hub, db, bank_port, web_port)
     write_run_file(config, running)
     return running
