@@ -5,15 +5,20 @@ as `tgw init` (ports 0, so nothing is fixed); :class:`Simulation` starts the gat
 :class:`~simulators.bank.SimulatedBank` per configured bank in this process (or waits for banks that connect
 from other processes, as `tgw bench` does), grants quota with one 5106 per bank so that authorized payments
 (8202) are possible, feeds seeded vouchers from the :class:`~simulators.feeder.Feeder` at a fixed rate or in a
-closed loop, and follows every voucher through the hub's `voucher` events. :func:`run_demo` is the whole demo
-and :func:`summary` builds its result, the one dictionary that `tgw demo --json` prints.
+closed loop, and follows every voucher through the hub's `voucher` events. Once the vouchers are final it
+reconciles the day with every bank over the link (:meth:`Simulation.reconcile`: 4005, the bank's paged 4006,
+the matcher, the run stored, 2507 sent), the banks in parallel. :func:`run_demo` is the whole demo and
+:func:`summary` builds its result, the one dictionary that `tgw demo --json` prints.
 
 Only the command line starts simulators (DESIGN.md "The house"): this module is the command line's engine,
 and nothing else in `gateway/` imports it.
 
 Determinism: the feeder draws from `Random(seed)` and simulated bank *n* (in configuration order) from
 `Random(seed + n)`; vouchers reach each bank in submission order, so which vouchers are generated, for how
-much, and what each bank decides for each of them depend on the seed alone. Timing does not.
+much, and what each bank decides for each of them depend on the seed alone. Timing does not. With
+`discrepancies`, each bank spoils its statements with `reconciliation.inject` from a generator of its own
+seeded from the same seed, so the same seed injects the same discrepancies into the same lines, and the matcher
+finds the same breaks.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from random import Random
 from typing import Any, Final
@@ -46,6 +51,7 @@ from gateway.store.tables import vouchers
 from protocols.errors import ValidationError
 from protocols.messages import QuotaNotice, Voucher
 from protocols.signature import ECDSA_SHA256, RSA_SHA256
+from reconciliation.model import BreakClass
 from simulators.bank import BankSetup, SimulatedBank
 from simulators.feeder import Feeder
 from simulators.rules import Delay, Match, Pay, Refuse, ReturnAfter, Rule, RuleSet
@@ -70,6 +76,12 @@ FEED_INTERVAL_S: Final = 0.02
 SIGN_ON_TIMEOUT_S: Final = 30.0
 #: The actor recorded in the history of what the demo submits.
 ACTOR: Final = "demo:feeder"
+#: The actor recorded as having asked for the day's statements.
+RECONCILE_ACTOR: Final = "demo:reconcile"
+#: How long one bank's reconciliation of the day may take (statement exchange, matching, storing, 2507).
+RECONCILE_TIMEOUT_S: Final = 120.0
+#: After Ctrl-C: how long the vouchers already submitted may take to become final before the day is reconciled.
+SETTLE_ON_INTERRUPT_S: Final = 15.0
 
 
 class DemoError(Exception):
@@ -353,6 +365,9 @@ class Simulation:
         in_process_banks: start a simulated bank per configured bank here; if False the banks are expected to
             connect from elsewhere (`tgw simulate bank`), and :meth:`start` waits for them to sign on.
         web: also serve the HTTP API (on a port chosen by the OS).
+        with_cards: also run the official-card cycle (`gateway.cards.demo`).
+        discrepancies: the in-process banks spoil their statements with discrepancies of every class
+            (:data:`DISCREPANCIES`), seeded, and record what they injected (:meth:`injected`).
     """
 
     def __init__(
@@ -365,8 +380,16 @@ class Simulation:
         in_process_banks: bool = True,
         web: bool = False,
         with_cards: bool = False,
+        discrepancies: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.discrepancies = discrepancies
+        #: The gateway's work date when the run started (the first date :meth:`reconcile` reconciles).
+        self.first_work_date: date | None = None
+        #: Per bank, the reconciliation of the run's dates (:meth:`reconcile`), once done.
+        self.reconciliation: dict[str, dict[str, Any]] | None = None
+        #: What the run is doing after feeding, for the progress display ("" while it feeds).
+        self.phase = ""
         self.with_cards = with_cards
         self.cards: Any = None  # the official-card cycle (gateway.cards.demo.CardCycle) when with_cards
         self.reactor = reactor
@@ -431,6 +454,8 @@ class Simulation:
     def grant_quota(self) -> Any:
         """One 5106 per bank, before any voucher (so that the feeder can issue authorized payments, 8202)."""
         today = self.work_date()
+        if self.first_work_date is None:
+            self.first_work_date = today
         self.feeder = Feeder(Random(self.seed), st_year=today.year, banks=self.bank_codes)
         hub = self.running.hub
         for code in self.bank_codes:
@@ -568,12 +593,20 @@ class Simulation:
         return all(not bank.unacked and self.clocks[bank.setup.code].pending == 0 for bank in self.banks)
 
     @defer.inlineCallbacks
-    def wait_settled(self, poll_s: float = 0.02) -> Any:
-        """Fires once :meth:`settled` holds; the run's end is then the moment its last voucher became final."""
+    def wait_settled(self, poll_s: float = 0.02, timeout_s: float | None = None) -> Any:
+        """Fires once :meth:`settled` holds; the run's end is then the moment its last voucher became final.
+
+        With `timeout_s`, fires at the latest after that long, with False if the run has not settled (the run's
+        end is then left as it was); True otherwise.
+        """
+        deadline = None if timeout_s is None else self.reactor.seconds() + timeout_s
         while not self.settled():
+            if deadline is not None and self.reactor.seconds() > deadline:
+                return False
             yield task.deferLater(self.reactor, poll_s, lambda: None)
         final_at = self.tracker.final_at.values()
         self.stopped_at = max(final_at) if final_at else self.tracker.clock()
+        return True
 
     # --- results and stopping ---------------------------------------------------------------------------------
 
@@ -591,6 +624,70 @@ class Simulation:
         """From the store: per bank and state the count, amount, amount paid and returned; and a digest of every
         voucher's outcome (key, state, paid, returned) in submission order."""
         return self.running.hub.run_in_store(_store_totals)
+
+    # --- reconciliation -----------------------------------------------------------------------------------------
+
+    def check_dates(self) -> list[date]:
+        """The work dates of this run, first to last: usually one, two when it ran across midnight."""
+        last = self.work_date()
+        first = self.first_work_date or last
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+    def injected(self, bank: str, check_dates: Sequence[date]) -> dict[str, int]:
+        """What bank `bank` injected into its statements of `check_dates`: per class (every class, 0 if none)."""
+        counts = dict.fromkeys((cls.value for cls in BreakClass), 0)
+        simulated = next((b for b in self.banks if b.setup.code == bank), None)
+        if simulated is None or not self.discrepancies:
+            return counts
+        for check_date in check_dates:
+            for cls, n in injected_counts(simulated, check_date).items():
+                counts[cls] += n
+        return counts
+
+    @defer.inlineCallbacks
+    def reconcile(self, timeout_s: float = RECONCILE_TIMEOUT_S) -> Any:
+        """Reconcile the run's dates with every bank over the link, the banks in parallel; fires with (and keeps
+        in :attr:`reconciliation`) one entry per bank (:func:`reconciliation_entry`). Never fails: a bank whose
+        run fails or takes longer than `timeout_s` has its `error` said in its entry."""
+        dates = self.check_dates()
+        self.phase = "reconciling " + ", ".join(f"{d:%Y-%m-%d}" for d in dates) + " with every bank …"
+        done = yield defer.DeferredList(
+            [self._reconcile_bank(code, dates, timeout_s) for code in self.bank_codes], consumeErrors=True
+        )
+        self.reconciliation = {}
+        for code, (ok, value) in zip(self.bank_codes, done, strict=True):
+            if not ok:  # a bug of ours rather than a failed run; still a summary, with the error in it
+                log.error("reconciling %s: %s", code, value.getTraceback())
+                value = reconciliation_entry(dates, [], self.injected(code, dates), value.getErrorMessage())
+            self.reconciliation[code] = value
+        self.phase = "the day is reconciled"
+        return self.reconciliation
+
+    @defer.inlineCallbacks
+    def _reconcile_bank(self, bank: str, dates: Sequence[date], timeout_s: float) -> Any:
+        """One bank's dates in order (a date's open breaks carry over into the next); stops at the first error."""
+        runs: list[dict[str, Any]] = []
+        error: str | None = None
+        reconciler = getattr(self.running.hub, "link_reconciler", None)
+        deadline = self.reactor.seconds() + timeout_s
+        for check_date in dates:
+            if reconciler is None:
+                error = "the gateway cannot reconcile over the link (no link reconciler)"
+                break
+            left = deadline - self.reactor.seconds()
+            try:
+                call: defer.Deferred[Any] = reconciler.reconcile(bank, check_date, RECONCILE_ACTOR)
+                call.addTimeout(max(left, 0.0), self.reactor)
+                run = yield call
+            except defer.TimeoutError:
+                error = f"{check_date:%Y-%m-%d}: no result within {timeout_s:g} s"
+                break
+            except Exception as exc:  # the run failed: say why, go on with the other banks
+                error = f"{check_date:%Y-%m-%d}: {exc or type(exc).__name__}"
+                log.debug("reconciling %s %s failed", bank, check_date, exc_info=True)
+                break
+            runs.append(run_entry(check_date, run))
+        return reconciliation_entry(dates, runs, self.injected(bank, dates), error)
 
     def vouchers_sha256(self) -> str:
         """Digest of the vouchers generated and submitted in this run (bank, key, amount), in order."""
@@ -644,6 +741,75 @@ def _store_totals(conn: Connection) -> dict[str, Any]:
     return {"banks": by_bank, "outcomes_sha256": digest.hexdigest()}
 
 
+# --- reconciliation in the summary -----------------------------------------------------------------------------
+
+
+def _class_counts(counts: Any) -> dict[str, int]:
+    """Counts by break class name, every class present (zero when none), in class order."""
+    out = dict.fromkeys((cls.value for cls in BreakClass), 0)
+    for cls, n in dict(counts or {}).items():
+        name = cls.value if isinstance(cls, BreakClass) else BreakClass(str(cls)).value
+        out[name] += int(n)
+    return out
+
+
+def injected_counts(bank: SimulatedBank, check_date: date) -> dict[str, int]:
+    """What a simulated bank injected into its statement of `check_date`, per class name (empty if nothing)."""
+    record = getattr(bank, "injected", None)
+    if record is None:
+        return {}
+    found = record.get(check_date) if hasattr(record, "get") else None
+    if found is None:
+        return {}
+    return _class_counts(found.counts if hasattr(found, "counts") else found)
+
+
+def run_entry(check_date: date, run: dict[str, Any]) -> dict[str, Any]:
+    """One stored run of the link reconciler, as the demo's summary lists it."""
+    return {
+        "check_date": check_date.isoformat(),
+        "run_id": run.get("run_id"),
+        "ledger": run.get("ledger"),
+        "statement": run.get("statement"),
+        "matched": run.get("matched"),
+        "breaks": _class_counts(run.get("breaks")),
+        "open_breaks": run.get("open_breaks"),
+        "result_sent": run.get("result_msg_id") or run.get("result_sent"),
+    }
+
+
+def reconciliation_entry(
+    dates: Sequence[date], runs: Sequence[dict[str, Any]], injected: dict[str, int], error: str | None
+) -> dict[str, Any]:
+    """A bank's part of the summary's `reconciliation`: what was injected and what was found, per class, over the
+    run's dates (every class present); totals of both sides; each run; and `agrees`: every date reconciled and
+    the breaks found are exactly the discrepancies injected, class by class."""
+    breaks = _class_counts(None)
+    ledger = {"count": 0, "amount_fen": 0}
+    statement = {"count": 0, "amount_fen": 0}
+    matched = 0
+    for run in runs:
+        for cls, n in run["breaks"].items():
+            breaks[cls] += n
+        for totals, side in ((ledger, run["ledger"]), (statement, run["statement"])):
+            if isinstance(side, dict):
+                totals["count"] += int(side.get("count", 0))
+                totals["amount_fen"] += int(side.get("amount_fen", 0))
+        matched += int(run["matched"] or 0)
+    complete = error is None and len(runs) == len(dates)
+    return {
+        "check_dates": [d.isoformat() for d in dates],
+        "injected": injected,
+        "breaks": breaks,
+        "agrees": complete and injected == breaks,
+        "ledger": ledger,
+        "statement": statement,
+        "matched": matched,
+        "runs": list(runs),
+        "error": error,
+    }
+
+
 # --- the demo -------------------------------------------------------------------------------------------------
 
 
@@ -659,6 +825,7 @@ class DemoOptions:
     keep: bool = False
     key_type: str = "rsa"
     notes: tuple[str, ...] = ()
+    discrepancies: bool = False
 
 
 def summary(sim: Simulation, totals: dict[str, Any], options: DemoOptions, *, interrupted: bool) -> dict[str, Any]:
@@ -666,6 +833,8 @@ def summary(sim: Simulation, totals: dict[str, Any], options: DemoOptions, *, in
 
     Counts come from the store (the truth), the ledgers from the simulated banks; elapsed time runs from the
     first submission to the moment the run settled or was interrupted; throughput is final vouchers per second.
+    `reconciliation` is the day's reconciliation per bank (:func:`reconciliation_entry`; empty when the run did
+    not get that far).
     """
     states: collections.Counter[str] = collections.Counter()
     banks: dict[str, Any] = {}
@@ -720,6 +889,8 @@ def summary(sim: Simulation, totals: dict[str, Any], options: DemoOptions, *, in
         "vouchers_sha256": sim.vouchers_sha256(),
         "outcomes_sha256": totals["outcomes_sha256"],
         "directory": str(options.directory) if options.keep else None,
+        "discrepancies": options.discrepancies,
+        "reconciliation": sim.reconciliation or {},
     }
 
 
@@ -732,32 +903,55 @@ def run_demo(
     """Run the demo to its end in `reactor` (which must not be running yet) and return its summary.
 
     The run ends when `options.vouchers` vouchers are final and the banks have nothing left to send, or when
-    the reactor is asked to stop (Ctrl-C: Twisted stops the reactor on SIGINT and SIGTERM); either way the
-    summary is taken from the store before the banks, the gateway and its store threads are stopped.
+    the reactor is asked to stop (Ctrl-C: Twisted stops the reactor on SIGINT and SIGTERM; the vouchers in
+    flight then get :data:`SETTLE_ON_INTERRUPT_S` to become final). Either way the day is then reconciled with
+    every bank over the link (:meth:`Simulation.reconcile`), and the summary is taken from the store before the
+    banks, the gateway and its store threads are stopped. A run that failed is not reconciled.
 
     Raises:
         DemoError: the instance could not be created, or the run failed (the message says why).
     """
     cfg = create_instance(options.directory, options.banks, key_type=options.key_type)
-    sim = Simulation(cfg, reactor, seed=options.seed, rules=demo_rules(), web=True, with_cards=True)
+    sim = Simulation(
+        cfg,
+        reactor,
+        seed=options.seed,
+        rules=demo_rules(),
+        web=True,
+        with_cards=True,
+        discrepancies=options.discrepancies,
+    )
     result: dict[str, Any] = {}
     errors: list[str] = []
     finishing: list[defer.Deferred[Any]] = []
+    ready: list[bool] = []  # the banks signed on: there is a day to reconcile
 
-    def finish(interrupted: bool) -> defer.Deferred[Any]:
-        if finishing:
-            return finishing[0]
+    @defer.inlineCallbacks
+    def wrap_up(interrupted: bool, reconcile: bool) -> Any:
         if sim.stopped_at is None:
             sim.stopped_at = sim.tracker.clock()
         sim.stop_feeding()
-        d: defer.Deferred[Any] = (
+        if reconcile:
+            if interrupted:  # Ctrl-C: what was submitted gets a moment to become final, then the day is reconciled
+                if sim.cards is not None:
+                    sim.cards.stop()
+                sim.phase = "stopped feeding; the vouchers in flight settle …"
+                yield sim.wait_settled(timeout_s=SETTLE_ON_INTERRUPT_S)
+                if sim.cards is not None:
+                    yield sim.wait_store_final(timeout_s=SETTLE_ON_INTERRUPT_S)
+            yield sim.reconcile()
+        totals = yield (
             sim.store_totals() if sim.running is not None else defer.succeed({"banks": {}, "outcomes_sha256": ""})
         )
-        d.addCallback(lambda totals: result.update(summary(sim, totals, options, interrupted=interrupted)))
+        result.update(summary(sim, totals, options, interrupted=interrupted))
         if sim.cards is not None:
             sim.cards.stop()
-            d.addCallback(lambda _: sim.cards.summary() if sim.cards is not None else {})
-            d.addCallback(lambda cards: result.update({"cards": cards}))
+            result["cards"] = yield sim.cards.summary()
+
+    def finish(interrupted: bool, *, reconcile: bool = True) -> defer.Deferred[Any]:
+        if finishing:
+            return finishing[0]
+        d: defer.Deferred[Any] = wrap_up(interrupted, reconcile and bool(ready))
         d.addErrback(lambda f: errors.append(f"summary failed: {f.getErrorMessage()}"))
         d.addBoth(lambda _: sim.stop())
         d.addErrback(lambda f: log.warning("stopping: %s", f.getErrorMessage()))
@@ -768,6 +962,7 @@ def run_demo(
     def main() -> Any:
         try:
             yield sim.start()
+            ready.append(True)
             if on_start is not None:
                 on_start(sim)
             yield sim.feed(options.vouchers, rate_per_s=options.rate_per_s)
@@ -782,7 +977,7 @@ def run_demo(
             if not finishing:
                 errors.append(str(exc) if isinstance(exc, DemoError) else f"{type(exc).__name__}: {exc}")
                 log.debug("demo failed", exc_info=True)
-                yield finish(interrupted=True)
+                yield finish(interrupted=True, reconcile=False)
         if reactor.running:
             reactor.stop()
 

@@ -2,8 +2,11 @@
 
 A fresh instance (through `tgw init`'s code path, ports chosen by the OS, SQLite) in a temporary directory, or
 in `--dir`; the engine is :mod:`gateway.demo`. Progress is a live table on the terminal (`rich`); the summary
-at the end gives counts by state and by bank, vouchers submitted, elapsed seconds, throughput and the seed.
-`--json` prints only the summary, as JSON. Without `--vouchers` it runs until Ctrl-C (or SIGTERM).
+at the end gives counts by state and by bank, vouchers submitted, elapsed seconds, throughput and the seed,
+and the reconciliation of the day with every bank (日终对账, over the link). `--discrepancies` makes the simulated
+banks spoil their statements with discrepancies of every class (seeded); the summary then shows, per bank and
+class, what was injected beside what the reconciliation found. `--json` prints only the summary, as JSON.
+Without `--vouchers` it runs until Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PER_S",
         help=f"vouchers fed per second (default {engine.DEFAULT_RATE_PER_S:g}; 0: as fast as the gateway takes them)",
     )
+    parser.add_argument(
+        "--discrepancies",
+        action="store_true",
+        help="the simulated banks inject discrepancies of every class into their statements (seeded); the "
+        "summary shows what was injected beside what the reconciliation found",
+    )
     parser.set_defaults(func=run)
 
 
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         keep=keep,
         key_type=key_type,
         notes=tuple(notes),
+        discrepancies=args.discrepancies,
     )
     from twisted.internet import reactor
 
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             + ", ".join(f"{c}:{d}" for c, d in banks)
             + f"  keys {key_type.upper()}"
             + (f"  until {args.vouchers} vouchers are final" if args.vouchers else "  until Ctrl-C")
+            + ("  [yellow]statements with discrepancies[/yellow]" if args.discrepancies else "")
         )
         for note in notes:
             progress.console.print(f"[dim]note: {note}[/dim]")
@@ -202,7 +213,7 @@ class Progress:
         overall = tracker.final / elapsed if elapsed > 0 else 0.0
         table.caption = (
             f"seed {sim.seed} · {elapsed:.1f} s · submitted {tracker.total} · final {tracker.final} · "
-            f"{recent:.1f} final/s now, {overall:.1f}/s overall · Ctrl-C ends with a summary"
+            f"{recent:.1f} final/s now, {overall:.1f}/s overall · " + (sim.phase or "Ctrl-C ends with a summary")
         )
         return table
 
@@ -262,7 +273,57 @@ def print_summary(result: dict[str, Any], console: Any = None) -> None:
         f"[bold]{result['throughput_per_s']:.1f} vouchers/s[/bold]; seed [cyan]{result['seed']}[/cyan]"
         + (" (interrupted)" if result["interrupted"] else "")
     )
+    print_reconciliation(result, console)
     if result.get("directory"):
         console.print(
             f"instance kept in {result['directory']}: tgw vouchers --config {result['directory']}/gateway.toml"
+        )
+
+
+def print_reconciliation(result: dict[str, Any], console: Any) -> None:
+    """The day's reconciliation: per bank, both sides, the breaks found by class and, with `--discrepancies`,
+    what was injected beside them."""
+    from rich.table import Table
+
+    from reconciliation.model import BreakClass
+
+    runs: dict[str, Any] = result.get("reconciliation") or {}
+    if not runs:
+        console.print("[dim]no reconciliation: the run ended before the day could be reconciled[/dim]")
+        return
+    injecting = bool(result.get("discrepancies"))
+    dates = sorted({d for run in runs.values() for d in run["check_dates"]})
+    table = Table(title=f"reconciliation 日终对账 of {', '.join(dates)}, over the link", title_justify="left")
+    table.add_column("bank")
+    table.add_column("ledger", justify="right")
+    table.add_column("statement", justify="right")
+    table.add_column("matched", justify="right")
+    shown = [c for c in BreakClass if any(r["breaks"][c.value] or r["injected"][c.value] for r in runs.values())]
+    for cls in shown:
+        table.add_column(f"{cls.zh}\n{cls.en}", justify="right")
+    table.add_column("result")
+    for code, run in runs.items():
+        cells = []
+        for cls in shown:
+            found, injected = run["breaks"][cls.value], run["injected"][cls.value]
+            cell = str(found) if found else "[dim]·[/dim]"
+            if injecting:
+                style = "green" if found == injected else "red"
+                cell = f"[{style}]{found}/{injected}[/{style}]"
+            cells.append(cell)
+        if run["error"]:
+            verdict = f"[red]failed: {run['error']}[/red]"
+        elif injecting:
+            verdict = "[green]found = injected[/green]" if run["agrees"] else "[red]found ≠ injected[/red]"
+        else:
+            verdict = "[green]平 balanced[/green]" if not any(run["breaks"].values()) else "[red]不平 breaks[/red]"
+        sides = [str(run["ledger"]["count"]), str(run["statement"]["count"]), str(run["matched"])]
+        table.add_row(code, *(sides if run["runs"] else ["–"] * 3), *cells, verdict)
+    console.print(table)
+    if injecting:
+        agree = all(run["agrees"] for run in runs.values())
+        console.print(
+            "breaks found / discrepancies injected, per class: "
+            + ("[green]every one found as its class[/green]" if agree else "[red]they differ[/red]")
+            + f"; seed [cyan]{result['seed']}[/cyan]"
         )
