@@ -166,7 +166,8 @@ verifiable with `xmlsec1`.""",
         ),
         description="""\
 A comma-separated UTF-8 file exported by the bank's middleware: a line of column titles, one line per voucher
-or return (the creditor's name is listed and ignored), and a trailer `TOTAL,<check date>,<count>,<total>`.
+or return (the creditor's name is listed and ignored), and a trailer `T,<check date>,<count>,<total>` (the
+marker in its first column is not read).
 Amounts in yuan with two decimals, ISO dates, the bank's English status codes (`BOOK` paid, `RTRN` returned,
 `RJCT` refused); spaces around values are ignored. Values are never quoted.""",
     ),

@@ -153,11 +153,10 @@ only, four-digit result codes (`0000` success, `9xxx` errors), six-character tra
     statement_format=StatementSource(
         "camt053",
         description="""\
-An ISO 20022 camt.053 bank-to-customer statement (`BkToCstmrStmt`), as a large bank's cash-management platform
-exports it for its corporate and government customers: one `Ntry` per voucher or return, the voucher type in
-`BkTxCd/Prtry/Cd`, the voucher number in `EndToEndId`, the bank serial in `AcctSvcrRef`, opening and closing
-balances that must add up. Our choice for this model (a front-end of TIPS/CFX style for messages and ISO 20022
-for the statement file is plausible for a bank of this size), not the bank's specification.""",
+An ISO 20022 camt.053 bank-to-customer statement, as a large bank's cash-management platform exports it for its
+corporate and government customers: one `Ntry` per voucher or return. This is our choice for the model (a
+front-end of TIPS/CFX style for the messages and ISO 20022 for the statement file is plausible for a bank of this
+size), not the bank's specification.""",
     ),
 )
 

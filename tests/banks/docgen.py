@@ -1,15 +1,17 @@
 """Writes docs/banks/<code>.md for every registered dialect from its declaration (`python -m tests.banks.docgen`).
 
 Everything in those pages that can drift is generated: the comparison with the standard, the framing, the
-message type and result code tables, the mapping element by element, what the dialect does not carry, and a
-signed sample of every message type. The samples are signed with throwaway keys made for the run (nothing
-secret is committed, and the values verify with nothing anyone holds); `test_docs.py` regenerates the pages
-and compares them with the committed ones, signature values aside.
+message type and result code tables, the mapping element by element, what the dialect does not carry, its
+statement file (with an example written by `simulators/statements.py`), and a signed sample of every message
+type. The samples are signed with throwaway keys made for the run (nothing secret is committed, and the values
+verify with nothing anyone holds); `test_docs.py` regenerates the pages and compares them with the committed
+ones, signature values aside.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,8 +30,9 @@ from banks.signing.detached import DetachedSignature
 from banks.standard import STANDARD_DIALECT
 from protocols.errors import ResultCode
 from protocols.framing import STANDARD, FrameSpec, HeaderKind, encode_header
-from protocols.messages import PAYLOAD_TYPES, Head, Kind, Payload, wire_fields
+from protocols.messages import PAYLOAD_TYPES, Head, Kind, Payload, StatementDetail, wire_fields
 from protocols.signature import ECDSA_SHA256, RSA_SHA256, Signer
+from simulators import statements
 from tests.banks.support import bank_code, keys_for, sample_messages
 from tests.vectors.attacks.generate import Keys, make_keys
 
@@ -274,6 +277,7 @@ def render(dialect: Dialect, keys: Keys) -> str:
         ]
     else:
         out += ["Nothing: every message type of the standard maps to and from this dialect."]
+    out += ["", "## Statement file", "", *statement_section(dialect)]
     out += ["", "## Signed samples", ""]
     out += [
         "One sample of every message type (protocols/samples.py), addressed between the gateway "
@@ -285,6 +289,125 @@ def render(dialect: Dialect, keys: Keys) -> str:
         doc = dialect.encode(message, signer).decode(d.encoding)
         out += ["", f"### {sample_name}", "", "```xml", doc.rstrip("\n"), "```"]
     return "\n".join(out) + "\n"
+
+
+STATUS_MEANINGS: Final = {0: "paid", 1: "returned", 2: "refused"}
+FIELD_MEANINGS: Final = {
+    "vt_code": "`VtCode`",
+    "voucher_no": "`VoucherNo`",
+    "serial": "`XAgentBusinessNo` (the bank's serial)",
+    "pay_date": "`XPayDate`",
+    "amount": "`Amt` (negative for a return)",
+    "status": "`ProState` (by the status codes above)",
+    "payee_acct_no": "`PayeeAcctNo`",
+    "": "ignored (the payee's name)",
+}
+
+
+def example_lines(dialect: Dialect) -> list[StatementDetail]:
+    """A payment, a return and a refusal, as the dialect's bank lists them."""
+    serial = f"{bank_code(dialect)}20261123"
+    day = date(2026, 11, 23)
+    rows = [
+        ("5201", "5201450100000123", 12_500_000, 0, "6222020000000000123"),
+        ("2252", f"2252{serial}00000002", -2_500_000, 1, "6222020000000000123"),
+        ("5201", "5201450100000124", 1_234_500, 2, "6217000000000000789"),
+    ]
+    return [
+        StatementDetail(
+            vt_code=vt_code,
+            voucher_no=voucher_no,
+            x_agent_business_no=f"{serial}{n:08d}",
+            x_pay_date=day,
+            amt_fen=fen,
+            pro_state=state,
+            payee_acct_no=payee,
+        )
+        for n, (vt_code, voucher_no, fen, state, payee) in enumerate(rows, 1)
+    ]
+
+
+def statement_section(dialect: Dialect) -> list[str]:
+    """How the bank delivers its end-of-day statement as a file (`Dialect.statement_format`)."""
+    source = dialect.statement_format
+    out = [
+        "How the bank delivers its end-of-day statement (对账单) as a file, the dialect's `statement_format` "
+        "(banks/statement_format.py): `tgw reconcile --statement FILE` reads this format unless `--format` says "
+        "otherwise, and the simulated bank writes it (`simulators/statements.py`)."
+    ]
+    if source.description:
+        out += ["", source.description]
+    if source.kind == "4006":
+        return [
+            *out,
+            "",
+            "**The standard's 4006 statement document** (PROTOCOL.md §5.5): a `<Message>` whose `Body` holds the "
+            "`Statement`, or a bare `<Statement>`, in the **standard's** element names and UTF-8 (as the "
+            "4006-statement sample of docs/banks/standard.md), one file per page; every page carries the whole "
+            "statement's `AllNum` and `AllAmt`. `tgw reconcile --statement p1.xml --statement p2.xml …` takes "
+            "the pages in any order and refuses a statement with a page missing.",
+        ]
+    if source.kind == "camt053":
+        return [
+            *out,
+            "",
+            "**ISO 20022 camt.053** (`BkToCstmrStmt`, any version `camt.053.001.NN`; the simulated bank writes "
+            'version 08), mapped onto statement lines as docs/reconciliation.md ("ISO 20022 camt.053") '
+            "describes: the voucher type in `Ntry/BkTxCd/Prtry/Cd`, the voucher number in `EndToEndId`, the serial "
+            "in `AcctSvcrRef`, `BOOK`+`DBIT` paid, `BOOK`+`CRDT` returned, `INFO`+`DBIT` refused; the opening and "
+            "closing balances must add up.",
+        ]
+    fmt = source.text
+    assert fmt is not None
+    if fmt.widths is not None:
+        layout = f"fixed-width, {sum(fmt.widths)} bytes at most (widths in bytes of {fmt.encoding})"
+    else:
+        shown = fmt.delimiter.replace("|", "\\|")  # a pipe inside a table cell, even in code, is escaped
+        layout = f"delimited by `{shown}`" + (", spaces around values ignored" if fmt.strip else "")
+    codes = ", ".join(f"`{code}` {STATUS_MEANINGS[state]} ({state})" for code, state in fmt.status_codes)
+    summary = "none"
+    if fmt.summary is not None:
+        s = fmt.summary
+        parts = [f"count in column {s.count_column}", f"total in column {s.amount_column}"]
+        if s.check_date_column is not None:
+            parts.insert(0, f"check date in column {s.check_date_column}")
+        summary = f"{s.place} line {s.index}: " + ", ".join(parts) + " (columns from 0"
+        summary += f"; widths {', '.join(map(str, s.widths))})" if s.widths is not None else ")"
+    out += [
+        "",
+        f"**A text file**, layout `{fmt.name}`:",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| encoding | {fmt.encoding} |",
+        f"| layout | {layout} |",
+        f"| header lines | {fmt.header_lines} |",
+        f"| trailer lines | {fmt.trailer_lines} |",
+        f"| summary | {summary} |",
+        f"| amounts | {'yuan, two decimals' if fmt.amount_unit == 'yuan' else 'integer fen'} |",
+        f"| dates | {fmt.date_format} |",
+        f"| status codes | {codes} |",
+    ]
+    if fmt.vt_code:
+        out.append(f"| VtCode | `{fmt.vt_code}` for every line |")
+    out += [
+        "",
+        "| column | carries |" + (" width (bytes) |" if fmt.widths else ""),
+        "|---|---|" + ("---|" if fmt.widths else ""),
+    ]
+    for n, name in enumerate(fmt.columns):
+        width = f" {fmt.widths[n]} |" if fmt.widths is not None else ""
+        out.append(f"| {n} | {FIELD_MEANINGS[name]} |{width}")
+    example = statements.render(source, date(2026, 11, 23), example_lines(dialect), bank=bank_code(dialect))[0]
+    out += [
+        "",
+        f"A payment, a return and a refusal as the simulated bank writes them (shown decoded; on disk {fmt.encoding}):",
+        "",
+        "```text",
+        example.decode(fmt.encoding).rstrip("\n"),
+        "```",
+    ]
+    return out
 
 
 def signature_section(d: Declaration) -> str:
