@@ -6,9 +6,11 @@ default that a development instance can run with.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,6 +85,19 @@ class ReconSettings:
     #: How long a reconciliation over the link (the API, `tgw reconcile` without `--statement`, the nightly
     #: run) waits for the bank's complete statement and its run; then the request is FAILED.
     statement_timeout_s: float = 600.0
+
+    # --- the nightly run (gateway/reconcile/scheduler.py; docs/reconciliation.md, "Scheduling") ---
+    #: At `nightly_at` local time in `timezone` (empty or absent in the file: `[gateway] timezone`), `tgw run`
+    #: reconciles every bank's previous work date, once per bank and date across restarts and gateway processes
+    #: sharing the database. A failed bank is tried again after `retry_after_s`, `max_attempts` times in all; a
+    #: process holds a bank's run for `lease_s` at a time (renewed while it runs), after which another process
+    #: may take over a run whose process died.
+    nightly_enabled: bool = True
+    nightly_at: time = time(2, 0)
+    timezone: str = "Asia/Shanghai"
+    retry_after_s: float = 600.0
+    lease_s: float = 600.0
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +218,58 @@ class _CardNumbers:
     max_details: int = 50
 
 
+#: The settings of `[reconciliation]` that concern the nightly run (:class:`ReconSettings`).
+_NIGHTLY = ("nightly_enabled", "nightly_at", "timezone", "retry_after_s", "lease_s", "max_attempts")
+#: Bounds of the nightly run's numbers: a lease renewed every third of itself needs a few seconds at least.
+NIGHTLY_LEASE_S_MIN = 30.0
+NIGHTLY_ATTEMPTS_MAX = 100
+
+
+def _reconciliation(table: dict[str, Any], gateway_timezone: str) -> ReconSettings:
+    """`[reconciliation]`, each setting typed and checked (the message names the setting): the numbers of the
+    other groups are limits (positive), the nightly run's settings are checked one by one."""
+    where = "reconciliation"
+    _known(table, set(ReconSettings.__dataclass_fields__), where)
+    defaults = ReconSettings()
+    values: dict[str, Any] = {}
+    for name in ReconSettings.__dataclass_fields__:
+        if name not in _NIGHTLY:
+            default = getattr(defaults, name)
+            values[name] = _get(table, name, type(default), where, default)
+            if not 0 < values[name] < math.inf:
+                raise ConfigError(f"{where}.{name} must be positive")
+    enabled: bool = _get(table, "nightly_enabled", bool, where, defaults.nightly_enabled)
+    at_text: str = _get(table, "nightly_at", str, where, "02:00")
+    match = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", at_text)
+    if match is None:
+        raise ConfigError(
+            f'{where}.nightly_at must be a local time HH:MM, 00:00-23:59 (for example "02:00"), not {at_text!r}'
+        )
+    timezone: str = _get(table, "timezone", str, where, "") or gateway_timezone
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}.timezone: no time zone {timezone!r} (for example Asia/Shanghai)") from None
+    retry_after_s: float = _get(table, "retry_after_s", float, where, defaults.retry_after_s)
+    if not 0 < retry_after_s < math.inf:
+        raise ConfigError(f"{where}.retry_after_s must be a positive number of seconds, not {retry_after_s}")
+    lease_s: float = _get(table, "lease_s", float, where, defaults.lease_s)
+    if not NIGHTLY_LEASE_S_MIN <= lease_s < math.inf:
+        raise ConfigError(f"{where}.lease_s must be at least {NIGHTLY_LEASE_S_MIN:g} seconds, not {lease_s}")
+    max_attempts: int = _get(table, "max_attempts", int, where, defaults.max_attempts)
+    if not 1 <= max_attempts <= NIGHTLY_ATTEMPTS_MAX:
+        raise ConfigError(f"{where}.max_attempts must be 1-{NIGHTLY_ATTEMPTS_MAX}, not {max_attempts}")
+    return ReconSettings(
+        **values,
+        nightly_enabled=enabled,
+        nightly_at=time(int(match.group(1)), int(match.group(2))),
+        timezone=timezone,
+        retry_after_s=retry_after_s,
+        lease_s=lease_s,
+        max_attempts=max_attempts,
+    )
+
+
 def load(path: Path | str) -> Config:
     """Read and check a `gateway.toml`.
 
@@ -283,7 +350,7 @@ def load(path: Path | str) -> Config:
         session=_limits(SessionLimits, _table(data, "session", "session"), "session"),
         payments=_limits(PaymentSettings, _table(data, "payments", "payments"), "payments"),
         cards=_cards(_table(data, "cards", "cards"), node),
-        reconciliation=_limits(ReconSettings, _table(data, "reconciliation", "reconciliation"), "reconciliation"),
+        reconciliation=_reconciliation(_table(data, "reconciliation", "reconciliation"), timezone),
     )
 
 
@@ -340,6 +407,16 @@ def render(
         "[cards]",
         "# official-card spending is raised as due this many days before its repayment deadline (LimitDate)",
         "due_lead_days = 5",
+        "",
+        "[reconciliation]",
+        "# The nightly run (日终对账, docs/reconciliation.md): at nightly_at local time, every bank's previous work",
+        "# date, once per bank and date even with several gateways on one database. The defaults:",
+        "# nightly_enabled = true",
+        '# nightly_at = "02:00"',
+        '# timezone = "Asia/Shanghai"  # empty or absent: [gateway] timezone',
+        "# retry_after_s = 600  # a failed bank is tried again after this long ...",
+        "# max_attempts = 3  # ... this many times in all",
+        "# lease_s = 600  # a run is held this long at a time, renewed while it runs; then another may take over",
     ]
     for code, dialect in banks:
         lines += ["", f"[banks.{code}]", f'dialect = "{dialect}"', f'signing_cert = "pki/banks/{code}/cert.pem"']
