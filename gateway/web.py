@@ -15,6 +15,7 @@ Every `/api/` call needs `Authorization: Bearer <api_token>` (from `gateway.toml
 | GET | /api/banks | configured banks and their live sessions |
 | GET | /api/archive/ID | one archived message, byte for byte (`application/xml`) |
 | * | /api/cards/… | official cards: spending, review, repayment, deadlines (:mod:`gateway.cards.web`) |
+| * | /api/reconciliation/… | runs, reports, breaks and their resolution (:mod:`gateway.reconcile.web`) |
 
 A submission may name its submitter in `X-Actor` (1–48 of `A-Z a-z 0-9 _ . @ -`; recorded as `api:<actor>`,
 `api:finance` without it); any other value is refused (400). A negative `limit` or `offset` is 400, a request
@@ -35,6 +36,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from gateway.cards import web as cards_web
 from gateway.payments import queries, service
+from gateway.reconcile import web as reconcile_web
 from gateway.submission import SubmissionError, parse_submission
 from protocols import jsonform
 from protocols.errors import ValidationError
@@ -133,6 +135,9 @@ class Api(Resource):
         if path[:1] == ["cards"]:  # official cards (issue 5)
             status, data = yield cards_web.route(hub, request, method, path[1:])
             _send(request, status, data)
+        elif path[:1] == ["reconciliation"]:  # reconciliation runs, reports, breaks and their workflow (issue 6)
+            status, data, content_type = yield reconcile_web.route(hub, request, method, path[1:])
+            _send(request, status, data, content_type)
         elif path == ["vouchers"] and method == "POST":
             actor = self._actor(request)
             items = parse_submission(
