@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from certs import cli as pki_cli
-from gateway.commands import bench, cards, demo, instance, message, reconcile, simulate, users
+from gateway.commands import bench, breaks, cards, demo, instance, message, reconcile, simulate, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.register(sub)
     users.register(sub)  # issue 7: dashboard accounts
     reconcile.register(sub)  # issue 6: nightly reconciliation, by hand
+    breaks.register(sub)  # issue 6: reconciliation breaks and their resolution
     return parser
 
 
