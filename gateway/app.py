@@ -27,6 +27,7 @@ from gateway.cards import runtime as cards
 from gateway.config import Config
 from gateway.dbthread import Database
 from gateway.hub import Hub
+from gateway.reconcile.link import LinkReconciler
 from gateway.session import BankSessionFactory
 from gateway.store.db import create_engine_for
 from gateway.store.migrate import upgrade
@@ -123,6 +124,7 @@ def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = Tru
     db = Database(engine, reactor)
     db.start()
     hub = Hub(config, db, reactor)
+    hub.link_reconciler = LinkReconciler(hub)  # issue 6: statements over the link (4005 → 4006 pages → 2507)
     bank_port = reactor.listenSSL(
         config.bank_port, BankSessionFactory(hub, reactor), BankTlsContext(config), interface=config.bank_host
     )

@@ -417,6 +417,9 @@ def render(
         "# retry_after_s = 600  # a failed bank is tried again after this long ...",
         "# max_attempts = 3  # ... this many times in all",
         "# lease_s = 600  # a run is held this long at a time, renewed while it runs; then another may take over",
+        "# Statements over the link (4005 → 4006 pages → 2507): how long a reconciliation waits for the bank's",
+        "# complete statement and its run before the request fails.",
+        "# statement_timeout_s = 600",
     ]
     for code, dialect in banks:
         lines += ["", f"[banks.{code}]", f'dialect = "{dialect}"', f'signing_cert = "pki/banks/{code}/cert.pem"']

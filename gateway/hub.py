@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cryptography import x509
@@ -52,6 +52,9 @@ from protocols.messages import (
     StatusReply,
 )
 from protocols.signature import ECDSA_SHA256, RSA_SHA256, Signer, Verifier
+
+if TYPE_CHECKING:
+    from gateway.reconcile.link import LinkReconciler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +97,8 @@ class Hub:
         self._ticker.clock = clock
         #: Observers of state changes (the dashboard's live feed, the demo's progress).
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        #: Statements over the link (gateway/reconcile/link.py): attached by gateway.app, made on first use.
+        self.link_reconciler: LinkReconciler | None = None
 
     # --- time -------------------------------------------------------------------------------------------------
 
@@ -120,6 +125,16 @@ class Hub:
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             listener(kind, data)
+
+    def _outcome(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Emit a committed transaction's outcome events; those of a statement over the link (complete, or its
+        request refused) go on to the reconciler (gateway/reconcile/link.py)."""
+        for kind, data in events:
+            self.emit(kind, data)
+            if kind in ("statement_complete", "statement_refused"):
+                from gateway.reconcile.link import reconciler_of
+
+                reconciler_of(self).outcome(kind, data)
 
     # --- identity ---------------------------------------------------------------------------------------------
 
@@ -397,8 +412,7 @@ class Hub:
         def replied(outcome: service.Outcome) -> None:
             reply = Reply(ori_msg_no=head.msg_no, result=outcome.result, add_word=outcome.add_word)
             self._archive_out(session, self.send_reply(session, reply, head.msg_id))
-            for kind, data in outcome.events:
-                self.emit(kind, data)
+            self._outcome(outcome.events)
             if outcome.kick:
                 self.kick(bank)  # type: ignore[arg-type]
 
@@ -421,8 +435,7 @@ class Hub:
             # answer, or one to a message this process did not write, finds nothing to remove.
             for live in self.sessions.get(bank, []):
                 live.unanswered.discard(msg_ref)
-            for kind, data in outcome.events:
-                self.emit(kind, data)
+            self._outcome(outcome.events)
             self.kick(bank)
 
         def unavailable(failure: Any) -> None:

@@ -6,6 +6,13 @@ implementation would take. It signs on, acknowledges what the gateway sends, exe
 (2252) and status replies (9102), resends its own unacknowledged messages with the same `MsgId` after a
 reconnection, and can misbehave on purpose (a seeded :class:`~simulators.rules.FaultPlan`: drop, duplicate,
 reorder, delay, disconnect). Every random choice comes from one seeded :class:`random.Random`.
+
+Statements over the link (issue 6): on a 4005 it answers 9120 90000, then sends its ledger's statement of that
+check date as 4006 pages of `statement_page_size` details, each a request of its own that the gateway
+acknowledges (resent like the others); a `spoiler` (:data:`StatementSpoiler`, given by the caller: the gateway's
+`tgw simulate bank --discrepancies` makes one with `reconciliation.inject`) may spoil the lines first, and
+what it injected is kept in :attr:`SimulatedBank.statements` and emitted as a `statement_sent` event. On a 2507
+it answers 90000 and keeps the result (:attr:`SimulatedBank.reconcile_results`, a `reconcile_result` event).
 """
 
 from __future__ import annotations
@@ -29,22 +36,26 @@ from certs.pki import load_certificate, load_private_key
 from protocols.errors import ProtocolError
 from protocols.framing import FrameDecoder, encode_frame
 from protocols.messages import (
+    MAX_STATEMENT_DETAILS,
     Head,
     Message,
     Payload,
     Ping,
     QuotaNotice,
     Receipt,
+    ReconcileResult,
     Reply,
     ReturnNotice,
     SignOn,
     SignOnReply,
+    StatementDetail,
+    StatementRequest,
     StatusQuery,
     Voucher,
     VoucherKey,
 )
 from protocols.signature import Signer, Verifier
-from simulators.ledger import Ledger
+from simulators.ledger import Ledger, paginate
 from simulators.rules import DEFAULT_RETURN_REASON, Drop, FaultPlan, FaultProfile, RuleSet, Send
 
 log = logging.getLogger(__name__)
@@ -66,6 +77,46 @@ class BankSetup:
     dialect: str = "standard"
 
 
+@dataclass(frozen=True, slots=True)
+class SpoiltStatement:
+    """A statement as a :data:`StatementSpoiler` returns it: its lines, the `AllNum` and `AllAmt` to declare,
+    and what was done to it (discrepancies per break class, `{"amount_mismatch": 2, …}`)."""
+
+    lines: list[StatementDetail]
+    declared: tuple[int, int]
+    injected: dict[str, int]
+
+
+#: Spoils the true lines of a check date on purpose (`lines`, `check_date` → :class:`SpoiltStatement`); raises
+#: ValueError when it cannot (too few lines), and the bank then sends the true statement.
+StatementSpoiler = Callable[[list[StatementDetail], date], SpoiltStatement]
+
+
+@dataclass
+class StatementSent:
+    """A statement the bank sent for a check date: its pages and lines, its declared totals, what was injected
+    (empty when the statement was true), and why nothing was injected when that was asked and impossible."""
+
+    check_date: date
+    request: str
+    pages: int
+    lines: int
+    declared: tuple[int, int]
+    injected: dict[str, int]
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "check_date": self.check_date.isoformat(),
+            "request": self.request,
+            "pages": self.pages,
+            "lines": self.lines,
+            "declared": {"count": self.declared[0], "amount_fen": self.declared[1]},
+            "injected": dict(self.injected),
+            "error": self.error,
+        }
+
+
 @dataclass
 class Stats:
     """What the bank did, for the demo's summary and the tests."""
@@ -76,6 +127,8 @@ class Stats:
     receipts_sent: int = 0
     returns_sent: int = 0
     status_replies: int = 0
+    statements_sent: int = 0
+    reconcile_results: int = 0
     acks_received: int = 0
     rejected_by_gateway: int = 0
     connections: int = 0
@@ -96,8 +149,18 @@ class SimulatedBank:
         faults: FaultProfile | None = None,
         reconnect_delay_s: float = 1.0,
         reconnect_delay_max_s: int = 5,
+        statement_page_size: int = MAX_STATEMENT_DETAILS,
+        spoiler: StatementSpoiler | None = None,
     ) -> None:
+        if not 1 <= statement_page_size <= MAX_STATEMENT_DETAILS:
+            raise ValueError(f"statement_page_size must be 1-{MAX_STATEMENT_DETAILS}, not {statement_page_size}")
         self.setup = setup
+        self.statement_page_size = statement_page_size
+        self.spoiler = spoiler
+        #: The statements sent, by check date (the last one of each date).
+        self.statements: dict[date, StatementSent] = {}
+        #: The gateway's reconciliation results (2507), by check date (the last one of each date).
+        self.reconcile_results: dict[date, ReconcileResult] = {}
         self.reconnect_delay_s = reconnect_delay_s
         self.reconnect_delay_max_s = max(reconnect_delay_max_s, math.ceil(reconnect_delay_s))
         self.reactor = reactor
@@ -246,8 +309,49 @@ class SimulatedBank:
         elif isinstance(body, QuotaNotice):
             self.ledger.apply_quota(body)
             self.reply(Reply(ori_msg_no="5106", result=90000, add_word=""), head.msg_id)
+        elif isinstance(body, StatementRequest):
+            self.reply(Reply(ori_msg_no="4005", result=90000, add_word=""), head.msg_id)
+            self.send_statement(body.check_date, head.msg_id)
+        elif isinstance(body, ReconcileResult):
+            self.reply(Reply(ori_msg_no="2507", result=90000, add_word=""), head.msg_id)
+            self.reconcile_results[body.check_date] = body
+            self.stats.reconcile_results += 1
+            self.emit(
+                "reconcile_result",
+                {
+                    "bank": self.setup.code,
+                    "check_date": body.check_date.isoformat(),
+                    "x_check_result": body.x_check_result,
+                    "x_diff_num": body.x_diff_num,
+                    "details": len(body.details),
+                },
+            )
         else:
             self.reply(Reply(ori_msg_no=head.msg_no, result=91006, add_word="not handled by this bank"), head.msg_id)
+
+    def send_statement(self, check_date: date, request: str = "") -> StatementSent:
+        """Send the ledger's statement of `check_date` as 4006 pages (spoilt first if the bank has a spoiler),
+        each a request of its own; returns what was sent (also kept in :attr:`statements`)."""
+        lines = self.ledger.statement_lines(check_date)
+        declared = (len(lines), sum(line.amt_fen for line in lines))
+        injected: dict[str, int] = {}
+        error = ""
+        if self.spoiler is not None:
+            try:
+                spoilt = self.spoiler(lines, check_date)
+            except ValueError as exc:  # too few lines for the discrepancies asked: the true statement goes
+                error = str(exc)
+                log.warning("%s: statement of %s sent unspoilt: %s", self.setup.code, check_date, exc)
+            else:
+                lines, declared, injected = spoilt.lines, spoilt.declared, dict(spoilt.injected)
+        pages = paginate(check_date, lines, self.statement_page_size, declared)
+        for page in pages:
+            self.request(page)
+        sent = StatementSent(check_date, request, len(pages), len(lines), declared, injected, error)
+        self.statements[check_date] = sent
+        self.stats.statements_sent += 1
+        self.emit("statement_sent", {"bank": self.setup.code, **sent.as_json()})
+        return sent
 
     def _voucher(self, voucher: Voucher, msg_id: str) -> None:
         self._arrivals[voucher.key] = attempt = self._arrivals.get(voucher.key, 0) + 1

@@ -40,7 +40,7 @@ Decisions written down here:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
@@ -701,30 +701,12 @@ class Ledger:
                 )
 
     def statement_pages(self, check_date: date, page_size: int = MAX_STATEMENT_DETAILS) -> list[Statement]:
-        """The 4006 statement of a check date, cut into pages (PROTOCOL.md §5.5).
-
-        Every page carries the whole statement's `AllNum` and `AllAmt` (the signed sum of all lines), the page
-        count and its own number. A day without lines is one empty page.
+        """The 4006 statement of a check date, cut into pages (PROTOCOL.md §5.5; see :func:`paginate`).
 
         Raises:
             ValueError: `page_size` is not between 1 and :data:`~protocols.messages.MAX_STATEMENT_DETAILS`.
         """
-        if not 1 <= page_size <= MAX_STATEMENT_DETAILS:
-            raise ValueError(f"page_size must be between 1 and {MAX_STATEMENT_DETAILS}, not {page_size}")
-        lines = self.statement_lines(check_date)
-        chunks = [lines[i : i + page_size] for i in range(0, len(lines), page_size)] or [[]]
-        all_amt_fen = sum(line.amt_fen for line in lines)
-        return [
-            Statement(
-                check_date=check_date,
-                all_num=len(lines),
-                all_amt_fen=all_amt_fen,
-                child_pack_num=len(chunks),
-                cur_pack_no=n,
-                details=tuple(chunk),
-            )
-            for n, chunk in enumerate(chunks, 1)
-        ]
+        return paginate(check_date, self.statement_lines(check_date), page_size)
 
     # --- the journal ----------------------------------------------------------------------------------------
 
@@ -742,3 +724,35 @@ class Ledger:
                 balances[e.debit_acct_no] -= e.amount_fen
                 balances[e.credit_acct_no] += e.amount_fen
         return balances
+
+
+def paginate(
+    check_date: date,
+    lines: Sequence[StatementDetail],
+    page_size: int = MAX_STATEMENT_DETAILS,
+    declared: tuple[int, int] | None = None,
+) -> list[Statement]:
+    """A 4006 statement of `lines`, cut into pages of at most `page_size` details (PROTOCOL.md §5.5).
+
+    Every page carries the whole statement's `AllNum` and `AllAmt`: `declared` (count, total in fen) if given
+    (a statement that misstates its own totals), else the lines' own count and signed sum; the page count and
+    its own number. A day without lines is one empty page.
+
+    Raises:
+        ValueError: `page_size` is not between 1 and :data:`~protocols.messages.MAX_STATEMENT_DETAILS`.
+    """
+    if not 1 <= page_size <= MAX_STATEMENT_DETAILS:
+        raise ValueError(f"page_size must be between 1 and {MAX_STATEMENT_DETAILS}, not {page_size}")
+    chunks = [lines[i : i + page_size] for i in range(0, len(lines), page_size)] or [[]]
+    all_num, all_amt_fen = declared if declared is not None else (len(lines), sum(line.amt_fen for line in lines))
+    return [
+        Statement(
+            check_date=check_date,
+            all_num=all_num,
+            all_amt_fen=all_amt_fen,
+            child_pack_num=len(chunks),
+            cur_pack_no=n,
+            details=tuple(chunk),
+        )
+        for n, chunk in enumerate(chunks, 1)
+    ]

@@ -41,9 +41,11 @@ from protocols.messages import (
     Payload,
     QuotaNotice,
     Receipt,
+    ReconcileResult,
     Reply,
     ReturnNotice,
     Statement,
+    StatementRequest,
     StatusQuery,
     StatusReply,
     Voucher,
@@ -204,7 +206,9 @@ def enqueue(
     return msg_id
 
 
-_PAYLOAD_TYPES: dict[str, type[Payload]] = {t.__name__: t for t in (Voucher, StatusQuery, QuotaNotice)}
+_PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    t.__name__: t for t in (Voucher, StatusQuery, QuotaNotice, StatementRequest, ReconcileResult)
+}
 
 
 def _outbox_message(document: str) -> Message:
@@ -474,8 +478,10 @@ def _apply(conn: Connection, bank: str, message: Message, now: datetime) -> tupl
         from gateway.cards import service as cards
 
         return cards.apply_spending(conn, bank, body, message.head.msg_id, now)
-    if isinstance(body, Statement):
-        raise Refused(f"{body.msg_no} is not handled by this gateway yet")
+    if isinstance(body, Statement):  # a page of a statement over the link (issue 6): gateway/reconcile/link.py
+        from gateway.reconcile import link
+
+        return link.apply_statement(conn, bank, body, message.head.msg_id, now)
     raise Refused(f"a bank does not send {body.msg_no} ({type(body).__name__}) to the gateway")
 
 
@@ -594,6 +600,7 @@ def apply_return(
             "amount_fen": amount,
             "reason": notice.remark,
             "x_agent_business_no": notice.x_agent_business_no,
+            "x_pay_date": notice.x_pay_date.isoformat(),  # the bank's booking day: the return's statement date
         },
         msg_id,
         returned_fen=returned,
@@ -631,6 +638,10 @@ def handle_bank_reply(conn: Connection, bank: str, connection_id: str, item: Inb
             .where(outbox.c.id == row["id"])
             .values(state=state, acked_at=now, result_code=body.result, add_word=body.add_word)
         )
+        if row["msg_no"] in ("4005", "2507"):  # a statement request or result (gateway/reconcile/link.py)
+            from gateway.reconcile import link
+
+            events += link.bank_answered(conn, bank, row["msg_no"], row["msg_id"], body.result, body.add_word, now)
         if row["voucher_id"] is not None and row["msg_no"] in ("5201", "8202"):
             voucher = repo.get_voucher_row(conn, row["voucher_id"])
             event = Event.ACK if body.result == OK else Event.NAK

@@ -57,6 +57,8 @@ _LEDGER_STATES: Final = (*_PAID_STATES, "FAILED")
 #: Voucher numbers looked up per query when recording matched vouchers.
 _LOOKUP_CHUNK: Final = 500
 _STREAM_ROWS: Final = 2_000
+#: How many days after its booking day (`XPayDate`) a return notice may reach the gateway and still be found.
+_RETURN_LATE_DAYS: Final = 31
 #: `closed_reason` of the breaks a run closes by itself (a re-run of its date opens them again).
 _CLEARED: Final = "cleared"
 _FOUND_AGAIN: Final = "found again"
@@ -125,6 +127,12 @@ class StoreLedger:
 
     @staticmethod
     def _returns(conn: Connection, bank: str, check_date: date) -> Iterator[LedgerEntry]:
+        """The returns (2252) the bank booked on `check_date`: by the notice's `XPayDate`, which the voucher's
+        history keeps (`x_pay_date`); a return recorded without it, by the (UTC) day it was recorded.
+
+        The history is searched from the day before `check_date` (time zones) to :data:`_RETURN_LATE_DAYS`
+        after it: a notice that reaches the gateway later than that is not found on its date.
+        """
         v, h = vouchers.c, voucher_history.c
         start = datetime.combine(check_date, time())
         rows = conn.execute(
@@ -133,12 +141,16 @@ class StoreLedger:
             .where(
                 v.bank_code == bank,
                 h.event.like("returned%"),
-                h.at >= start,
-                h.at < start + timedelta(days=1),
+                h.at >= start - timedelta(days=1),
+                h.at < start + timedelta(days=_RETURN_LATE_DAYS),
             )
         )
         for row in rows:
             detail = json.loads(row.detail)
+            booked = detail.get("x_pay_date")
+            pay_date = date.fromisoformat(booked) if booked else row.at.date()
+            if pay_date != check_date:
+                continue
             yield LedgerEntry(
                 row.adm_div_code,
                 row.st_year,
@@ -148,7 +160,7 @@ class StoreLedger:
                 -abs(int(detail["amount_fen"])),  # the history keeps the amount that came back, positive
                 Status.RETURNED,
                 row.payee_acct_no,
-                row.at.date(),
+                pay_date,
             )
 
 
