@@ -52,7 +52,7 @@ from sqlalchemy.engine import RowMapping
 from gateway.payments.machine import TRANSITIONS, Event, State
 from gateway.payments.service import transition
 from gateway.store import repo
-from gateway.store.errors import QuotaExceeded
+from gateway.store.errors import ConcurrentUpdate, QuotaExceeded, QuotaUnderflow
 from gateway.store.tables import ACTOR_LEN, outbox, recon_break_events, recon_breaks, vouchers
 from protocols.messages import VoucherKey
 
@@ -490,7 +490,10 @@ def _apply(
     changes = dict(plan.changes)
     if plan.event is Event.RECON_FAILED and row["resolution_note"]:
         changes["reason"] = row["resolution_note"]
-    new = transition(conn, voucher, plan.event, now, actor, detail, None, **changes)
+    try:
+        new = transition(conn, voucher, plan.event, now, actor, detail, None, **changes)
+    except ConcurrentUpdate:
+        raise Refused(f"voucher {_key(voucher)} was changed meanwhile; look at the break again") from None
     adm, year, agency = voucher["adm_div_code"], voucher["st_year"], voucher["agency_code"]
     if plan.use_quota_fen > 0:
         try:
@@ -498,7 +501,10 @@ def _apply(
         except QuotaExceeded as exc:
             raise Refused(f"{reason.code}: the agency's quota no longer covers the payment ({exc})") from None
     if plan.release_quota_fen > 0:
-        repo.release_quota(conn, adm, year, agency, plan.release_quota_fen, now)
+        try:
+            repo.release_quota(conn, adm, year, agency, plan.release_quota_fen, now)
+        except QuotaUnderflow as exc:
+            raise Refused(f"{reason.code}: the agency's quota in use is less than the payment's ({exc})") from None
     if voucher["state"] == State.IN_DOUBT.value:  # the answer is known: the open status queries are withdrawn
         conn.execute(
             update(outbox)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from gateway.config import PaymentSettings
 from gateway.payments import service
@@ -21,6 +22,7 @@ from gateway.reconcile import resolution
 from gateway.reconcile.resolution import REASONS, NotFound, Refused, Workflow, replay
 from gateway.store import repo
 from gateway.store.db import transaction
+from gateway.store.errors import ConcurrentUpdate
 from gateway.store.tables import audit_log, outbox, quotas, recon_break_events, recon_breaks, vouchers
 from protocols import samples
 from protocols.messages import ReturnNotice, StatementDetail, Voucher
@@ -75,14 +77,18 @@ class Case:
         return day.run_id
 
 
+def make_case(engine: Engine, tmp_path: Path) -> Case:
+    vs = seed_ledger(engine, 8, failed=1, returned=1)
+    lines, declared = workflow_statement(engine, vs)
+    path = write_text(tmp_path / "statement.txt", lines, declared)
+    day = run_file(engine, path)
+    assert day.result.counts() == {cls: WORKFLOW_BREAKS.get(cls, 0) for cls in BreakClass}
+    return Case(engine, vs, path, day.run_id, break_ids(engine, day.run_id))
+
+
 @pytest.fixture
 def case(db_engine: Engine, tmp_path: Path) -> Case:
-    vs = seed_ledger(db_engine, 8, failed=1, returned=1)
-    lines, declared = workflow_statement(db_engine, vs)
-    path = write_text(tmp_path / "statement.txt", lines, declared)
-    day = run_file(db_engine, path)
-    assert day.result.counts() == {cls: WORKFLOW_BREAKS.get(cls, 0) for cls in BreakClass}
-    return Case(db_engine, vs, path, day.run_id, break_ids(db_engine, day.run_id))
+    return make_case(db_engine, tmp_path)
 
 
 def events(engine: Engine, break_id: int | None = None) -> list[dict[str, Any]]:
@@ -344,6 +350,56 @@ def test_only_a_proposal_can_be_approved_or_rejected(case: Case) -> None:
     refused(case, resolution.approve, c, CAROL, NOW_NAIVE, match="nothing to approve .REJECTED.")
     with pytest.raises(NotFound):
         case.do(resolution.approve, 999_999, BOB, NOW_NAIVE)
+
+
+def test_a_voucher_changed_under_the_approval_refuses_it(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    b = case.id(BreakClass.STATUS_MISMATCH, 2)
+    case.do(resolution.propose, b, "CONFIRMED_FAILED", "", ALICE, NOW_NAIVE)
+
+    def raced(*args: Any, **kwargs: Any) -> Any:
+        raise ConcurrentUpdate("vouchers", 1, 1, 2)
+
+    monkeypatch.setattr(resolution, "transition", raced)
+    refused(case, resolution.approve, b, BOB, LATER, match="changed meanwhile")
+    assert break_row(case.engine, b)["resolution_state"] == "PROPOSED"
+
+
+def test_two_approvals_racing_on_postgresql_apply_once(pg_db_engine: Engine, tmp_path: Path) -> None:
+    """The second approval waits on the first one's row lock, then finds the break closed: refused."""
+    case = make_case(pg_db_engine, tmp_path)
+    b = case.id(BreakClass.STATUS_MISMATCH, 2)
+    case.do(resolution.propose, b, "CONFIRMED_FAILED", "", ALICE, NOW_NAIVE)
+    outcome: list[BaseException | None] = []
+    with transaction(pg_db_engine) as first:
+        resolution.approve(first, b, BOB, LATER)
+
+        def second() -> None:
+            try:
+                case.do(resolution.approve, b, CAROL, LATER)
+                outcome.append(None)
+            except BaseException as exc:  # reported below
+                outcome.append(exc)
+
+        racer = threading.Thread(target=second)
+        racer.start()
+        waiting = 0
+        for _ in range(5000):  # until the second approval waits on the first one's row lock
+            with transaction(pg_db_engine, read_only=True) as conn:
+                waiting = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+            if waiting or not racer.is_alive():
+                break
+        assert waiting == 1, "the second approval never waited for the first"
+    racer.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Refused), outcome
+    approvals = [e for e in events(pg_db_engine, b) if e["event"] == "approved"]
+    assert [e["actor"] for e in approvals] == [BOB]
+    entries, chain_ok = history(pg_db_engine, case.vouchers[2])
+    assert chain_ok and [e.event for e in entries].count("recon_failed") == 1
 
 
 def test_refusals_are_recorded_in_the_audit_log(case: Case) -> None:
