@@ -31,14 +31,14 @@ from gateway.auth import accounts
 from gateway.auth.accounts import SessionInfo
 from gateway.auth.roles import Permission, Role
 from gateway.dashboard import providers
-from gateway.dashboard.html import STATE_ZH, Html, L, h, join, local, message_box, table, yuan
+from gateway.dashboard.html import Html, L, h, join, local, message_box, table, yuan
 from gateway.dashboard.server import Page, Request, arg, quoted, redirect, security_headers, send
-from gateway.reconcile.resolution import Refused
+from gateway.reconcile.resolution import TEXT_MAX, NotFound, Refused
 from reconciliation.model import BreakClass, Status
 
 NONE: Final = "'none'"
-#: Longest comment, note or rejection reason accepted from a form.
-TEXT_LEN_MAX: Final = 1000
+#: Longest comment, note or rejection reason accepted from a form (the workflow's own limit).
+TEXT_LEN_MAX: Final = TEXT_MAX
 #: Breaks listed on one page (the report and the CSV have them all).
 BREAKS_SHOWN_MAX: Final = 500
 
@@ -278,7 +278,7 @@ class Reconciliation(Page):
                 _count_amount(r.get("statement_count"), r.get("statement_fen")),
                 f"{int(r.get('matched') or 0):,}",
                 _by_class(r.get("counts")),
-                f"{int(r.get('open_breaks') or 0):,}",
+                h('<span id="run-open-{}">{}</span>', r["id"], f"{int(r.get('open_breaks') or 0):,}"),
                 _sent(r),
                 h(
                     '<a href="/reconciliation/{}" class="run-link" id="run-{}">{}</a>',
@@ -458,9 +458,8 @@ class Reconciliation(Page):
     def run_summary(self, recon: providers.ReconciliationProvider, run: dict[str, Any]) -> Html:
         run_id = run["id"]
         links = [h('<a href="/reconciliation/{}/report" id="report-html">{}</a>', run_id, L("对账报告", "HTML report"))]
-        if callable(getattr(recon, "report_csv", None)):
+        if callable(getattr(recon, "report", None)):  # StoreReconciliation.report(conn, run_id, "csv" | "json")
             links.append(h('<a href="/reconciliation/{}/report.csv" id="report-csv">CSV</a>', run_id))
-        if callable(getattr(recon, "report_json", None)):
             links.append(h('<a href="/reconciliation/{}/report.json" id="report-json">JSON</a>', run_id))
         ledger = (int(run.get("ledger_count") or 0), int(run.get("ledger_fen") or 0))
         statement = (int(run.get("statement_count") or 0), int(run.get("statement_fen") or 0))
@@ -473,6 +472,11 @@ class Reconciliation(Page):
             (L("结果", "Result"), balance_badge(run)),
             (L("账面", "Ledger"), _count_amount(*ledger)),
             (L("对账单", "Statement"), _count_amount(*statement)),
+            *(
+                [(L("对账单声明", "Statement declares"), _count_amount(declared["count"], declared["amount_fen"]))]
+                if isinstance(declared := run.get("declared"), dict)
+                else []
+            ),
             (
                 L("差额", "Difference"),
                 h(
@@ -495,6 +499,7 @@ class Reconciliation(Page):
             (L("差错（按类型）", "By class"), _by_class(run.get("counts"))),
             (L("对账结果(2507)", "Result sent (2507)"), _sent(run)),
             (L("状态", "Run state"), run.get("state") or ""),
+            (L("对账单来源", "Statement"), run.get("source") or "—"),
             (L("开始", "Started"), local(run.get("started_at"), self.dash.tz)),
             (L("完成", "Finished"), local(run.get("finished_at"), self.dash.tz) or "—"),
             (L("报告", "Reports"), join(links, " · ")),
@@ -517,18 +522,20 @@ class Reconciliation(Page):
                 "'sha256-" + b64encode(hashlib.sha256(s.encode("utf-8")).digest()).decode() + "'"
                 for s in re.findall(r"<style>(.*?)</style>", text, re.S)
             )
-            request.setHeader(
+            request.responseHeaders.setRawHeaders(  # replaces the pages' policy set in Page.render
                 b"content-security-policy",
-                f"default-src 'none'; style-src {hashes or NONE}; frame-ancestors 'none'; base-uri 'none'; "
-                "form-action 'none'".encode(),
+                [
+                    f"default-src 'none'; style-src {hashes or NONE}; frame-ancestors 'none'; base-uri 'none'; "
+                    "form-action 'none'".encode()
+                ],
             )
             send(request, 200, text.encode("utf-8"))
             return
-        fn = getattr(recon, "report_csv" if name == "report.csv" else "report_json", None)
+        fn = getattr(recon, "report", None)
         if not callable(fn):
             self.not_found(request, session, L("没有这种格式的报告", "This report format is not offered"))
             return
-        data = await self.dash.store(lambda conn: fn(conn, run_id))
+        data = await self.dash.store(lambda conn: fn(conn, run_id, name[7:]))
         raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         security_headers(request)
         request.setHeader(b"content-disposition", f'attachment; filename="reconciliation-{run_id}.{name[7:]}"'.encode())
@@ -560,9 +567,17 @@ class Reconciliation(Page):
             notice = h('<div id="recon-refused">{}</div>', message_box("error", error))
         reason_names = {r["code"]: (r["zh"], r["en"]) for r in reasons}
         resolution = found.get("resolution")
+        # In the detail, "bank" is the bank's side and the bank's code is "bank_code" (providers.py).
+        bank_side = found.get("bank") if not isinstance(found.get("bank"), str) else None
+        bank_code = found.get("bank_code") or (found["bank"] if isinstance(found.get("bank"), str) else "")
+        summary = [
+            (L(zh, en), _count_amount(totals["count"], totals["amount_fen"]))
+            for name, zh, en in (("declared", "声明", "Declared"), ("computed", "明细合计", "Computed"))
+            if isinstance(totals := found.get(name), dict)
+        ]
         facts = [
             (L("编号", "Break"), f"#{found['id']}"),
-            (L("银行", "Bank"), found["bank"]),
+            (L("银行", "Bank"), bank_code),
             (
                 L("对账日", "Check date"),
                 h('<a href="/reconciliation/{}" id="back-to-run">{}</a>', found["run_id"], found["check_date"]),
@@ -571,7 +586,16 @@ class Reconciliation(Page):
             (L("凭证", "Voucher"), _voucher_link(found.get("voucher_key"))),
             (L("银行流水", "Bank serial"), found.get("bank_serial") or "—"),
             (L("差额", "Difference"), h('<span class="amount">{}</span>', yuan(found.get("difference_fen")))),
-            (L("天数", "Age"), h("{} {}", found.get("age_days", ""), L("天", "days"))),
+            (
+                L("天数", "Age"),
+                h(
+                    "{} {} <small>{} {}</small>",
+                    found.get("age_days", ""),
+                    L("天", "days"),
+                    L("首次发现", "first found"),
+                    found.get("opened_on") or found["check_date"],
+                ),
+            ),
             (L("状态", "State"), h('<span id="break-state">{}</span>', break_state(found.get("state")))),
             (L("处理人", "Assigned to"), h('<span id="assigned-to">{}</span>', found.get("assigned_to") or "—")),
             (
@@ -585,9 +609,10 @@ class Reconciliation(Page):
             (L("提出人", "Proposed by"), h('<span id="proposed-by">{}</span>', found.get("proposed_by") or "—")),
             (L("复核人", "Decided by"), h('<span id="approved-by">{}</span>', found.get("approved_by") or "—")),
             (L("说明", "Note"), found.get("note") or "—"),
-            (L("差错详情", "Detail"), found.get("detail") or "—"),
+            (L("差错详情", "Detail"), h('<span id="break-detail">{}</span>', found.get("detail") or "—")),
+            *summary,
         ]
-        sides = _sides(found.get("ledger"), found.get("bank"))
+        sides = _sides(found.get("ledger"), bank_side)
         events = table(
             [L("时间", "When"), L("操作人", "Who"), L("事件", "Event"), L("详情", "Detail")],
             [
@@ -738,12 +763,12 @@ class Reconciliation(Page):
                     raise Refused("choose the person to assign the break to")
                 await self.dash.store(lambda conn: _assign(conn, recon, break_id, assignee, actor, now))
             elif step == "comment":
-                detail["text"] = text = arg(request, "text")
+                detail["text"] = text = _form_text(request, "text")
                 _text_ok(text, "comment", required=True)
                 await self.dash.store(lambda conn: recon.comment(conn, break_id, text, actor, now))
             elif step == "propose":
                 detail["resolution"] = code = arg(request, "resolution")
-                detail["note"] = note = arg(request, "note")
+                detail["note"] = note = _form_text(request, "note")
                 if code not in {r["code"] for r in recon.reasons()}:
                     raise Refused(
                         f"choose a reason code from the list (not {code!r})" if code else "choose a reason code"
@@ -755,12 +780,16 @@ class Reconciliation(Page):
             elif step == "approve":
                 await self.dash.store(lambda conn: recon.approve(conn, break_id, actor, now))
             else:
-                detail["reason"] = reason = arg(request, "reason")
+                detail["reason"] = reason = _form_text(request, "reason")
                 _text_ok(reason, "reason", required=True)
                 await self.dash.store(lambda conn: recon.reject(conn, break_id, reason, actor, now))
         except Refused as exc:
             why = str(exc) or exc.__class__.__name__
+            detail = {k: v[:200] + "…" if isinstance(v, str) and len(v) > 200 else v for k, v in detail.items()}
             await self.dash.audit(request, actor, action, "refused", parts[1], {**detail, "why": why})
+            if isinstance(exc, NotFound):
+                self.not_found(request, session, h("{}: {}", L("没有这个差错", "No such break"), why))
+                return
             await self.show_break(
                 request,
                 session,
@@ -818,11 +847,17 @@ def _assign(
     recon.assign(conn, break_id, person.actor, actor, now)
 
 
+def _form_text(request: Request, name: str) -> str:
+    """A free-text form field, whole (not cut at the usual field cap: an over-long text is refused, not cut)."""
+    values = request.args.get(name.encode()) if request.args else None
+    return values[0].decode("utf-8", "replace").strip() if values else ""
+
+
 def _text_ok(text: str, what: str, *, required: bool) -> None:
     if required and not text:
         raise Refused(f"the {what} is empty")
-    if len(text) >= TEXT_LEN_MAX:
-        raise Refused(f"the {what} is longer than {TEXT_LEN_MAX - 1} characters")
+    if len(text) > TEXT_LEN_MAX:
+        raise Refused(f"the {what} is longer than {TEXT_LEN_MAX} characters")
 
 
 def _options(choices: list[tuple[str, str]] | Any, selected: str) -> Html:
@@ -859,11 +894,9 @@ def _side_value(name: str, value: Any) -> Html:
         return h('<span class="muted">—</span>')
     if name.endswith("_fen") and isinstance(value, int):
         return h('<span class="amount">{}</span>', yuan(value))
-    if name == "status":
-        if isinstance(value, str) and value in STATE_ZH:
-            return h("{} {}", STATE_ZH[value], value)
+    if name == "status":  # the provider gives the Status name (PAID, RETURNED, FAILED)
         try:
-            return h("{}", Status(int(value)).label if not isinstance(value, str) else Status[value].label)
+            return h("{}", Status[value].label if isinstance(value, str) else Status(int(value)).label)
         except (KeyError, ValueError):
             return h("{}", value)
     return h("{}", value)
