@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,22 @@ def test_statement_requests_answer_404_until_the_link_module_exists(hub: Hub, mo
     monkeypatch.setattr(reconcile_web.importlib.util, "find_spec", lambda name: None)
     answer = call(hub, "POST", "/api/reconciliation/requests", {"bank": BANK, "date": "20261123"})
     assert answer.code == 404 and "not available" in answer.json()["message"]
+
+
+def test_latest_runs_and_the_age_of_open_breaks(db_engine: Engine, tmp_path: Path) -> None:
+    """The provider the dashboard reads: the latest run per bank; an open break ages with the bank's later runs."""
+    vs = seed_ledger(db_engine, 8, failed=1, returned=1)
+    lines, declared = workflow_statement(db_engine, vs)
+    first = run_file(db_engine, write_text(tmp_path / "d1.txt", lines, declared))
+    next_day = CHECK_DATE + timedelta(days=1)
+    second = run_file(db_engine, write_text(tmp_path / "d2.txt", [], day=next_day), next_day)
+    recon = StoreReconciliation()
+    with transaction(db_engine, read_only=True) as conn:
+        latest = recon.latest(conn)
+        every = recon.runs(conn, check_date=None, bank=None)
+        old = recon.breaks(conn, first.run_id, kind="missing_at_bank", state="open")
+        html = recon.report_html(conn, second.run_id)
+    assert [(r["id"], r["check_date"], r["breaks"]) for r in latest] == [(second.run_id, next_day.isoformat(), 0)]
+    assert [r["id"] for r in every] == [second.run_id, first.run_id]  # newest first
+    assert [(b["key"], b["age_days"]) for b in old] == [(key_of(vs[3]), 1)]
+    assert "最久未决差异" in html and key_of(vs[3]) in html  # the day-2 report lists day 1's open breaks
