@@ -47,12 +47,14 @@ from gateway import config as configuration
 from gateway.config import Config
 from gateway.hub import signing_pair_for
 from gateway.payments import service
+from gateway.reconcile import discrepancies
+from gateway.reconcile.link import reconciler_of
 from gateway.store.tables import vouchers
 from protocols.errors import ValidationError
-from protocols.messages import QuotaNotice, Voucher
+from protocols.messages import QuotaNotice, StatementDetail, Voucher
 from protocols.signature import ECDSA_SHA256, RSA_SHA256
 from reconciliation.model import BreakClass
-from simulators.bank import BankSetup, SimulatedBank
+from simulators.bank import BankSetup, SimulatedBank, SpoiltStatement, StatementSpoiler
 from simulators.feeder import Feeder
 from simulators.rules import Delay, Match, Pay, Refuse, ReturnAfter, Rule, RuleSet
 
@@ -82,6 +84,15 @@ RECONCILE_ACTOR: Final = "demo:reconcile"
 RECONCILE_TIMEOUT_S: Final = 120.0
 #: After Ctrl-C: how long the vouchers already submitted may take to become final before the day is reconciled.
 SETTLE_ON_INTERRUPT_S: Final = 15.0
+#: Details per 4006 page the demo banks send (small, so that a demo's statement comes in several pages).
+STATEMENT_PAGE_SIZE: Final = 50
+#: What `--discrepancies` injects into each statement: every class once (a statement of at least six lines,
+#: one of them paid or failed, takes it) …
+DISCREPANCIES_SMALL: Final = dict.fromkeys(BreakClass, 1)
+#: … and, into a statement of :data:`LARGE_STATEMENT_LINES` lines or more, two of each class that takes a line
+#: (a statement has one summary).
+DISCREPANCIES: Final = {**dict.fromkeys(BreakClass, 2), BreakClass.SUMMARY_MISMATCH: 1}
+LARGE_STATEMENT_LINES: Final = 40
 
 
 class DemoError(Exception):
@@ -442,7 +453,12 @@ class Simulation:
             return
         for n, code in enumerate(self.bank_codes):
             bank = SimulatedBank(
-                bank_setup(self.cfg, code, address), self.reactor, rules=self.rules, seed=self.seed + n
+                bank_setup(self.cfg, code, address),
+                self.reactor,
+                rules=self.rules,
+                seed=self.seed + n,
+                statement_page_size=STATEMENT_PAGE_SIZE,
+                spoiler=demo_spoiler(self.seed + n) if self.discrepancies else None,
             )
             clock = TrackedClock(self.reactor)
             bank.clock = clock  # type: ignore[assignment]  # an IReactorTime in all but name
@@ -608,6 +624,18 @@ class Simulation:
         self.stopped_at = max(final_at) if final_at else self.tracker.clock()
         return True
 
+    @defer.inlineCallbacks
+    def settle_cards(self, timeout_s: float = 60.0, poll_s: float = 0.05) -> Any:
+        """Stop the card cycle, let a review round in progress finish (it may still submit repayments), then
+        wait until every voucher in the store is final (at most `timeout_s` in all)."""
+        if self.cards is None:
+            return
+        self.cards.stop()
+        deadline = self.reactor.seconds() + timeout_s
+        while getattr(self.cards, "_busy", False) and self.reactor.seconds() < deadline:
+            yield task.deferLater(self.reactor, poll_s, lambda: None)
+        yield self.wait_store_final(timeout_s=max(deadline - self.reactor.seconds(), 0.0), poll_s=poll_s)
+
     # --- results and stopping ---------------------------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -644,6 +672,11 @@ class Simulation:
                 counts[cls] += n
         return counts
 
+    def statement_notes(self, bank: str, check_dates: Sequence[date]) -> list[str]:
+        """Why bank `bank` sent a statement of `check_dates` without the discrepancies asked for (too few lines)."""
+        simulated = next((b for b in self.banks if b.setup.code == bank), None)
+        return [] if simulated is None else statement_notes(simulated, check_dates)
+
     @defer.inlineCallbacks
     def reconcile(self, timeout_s: float = RECONCILE_TIMEOUT_S) -> Any:
         """Reconcile the run's dates with every bank over the link, the banks in parallel; fires with (and keeps
@@ -668,12 +701,9 @@ class Simulation:
         """One bank's dates in order (a date's open breaks carry over into the next); stops at the first error."""
         runs: list[dict[str, Any]] = []
         error: str | None = None
-        reconciler = getattr(self.running.hub, "link_reconciler", None)
+        reconciler = reconciler_of(self.running.hub)
         deadline = self.reactor.seconds() + timeout_s
         for check_date in dates:
-            if reconciler is None:
-                error = "the gateway cannot reconcile over the link (no link reconciler)"
-                break
             left = deadline - self.reactor.seconds()
             try:
                 call: defer.Deferred[Any] = reconciler.reconcile(bank, check_date, RECONCILE_ACTOR)
@@ -687,7 +717,7 @@ class Simulation:
                 log.debug("reconciling %s %s failed", bank, check_date, exc_info=True)
                 break
             runs.append(run_entry(check_date, run))
-        return reconciliation_entry(dates, runs, self.injected(bank, dates), error)
+        return reconciliation_entry(dates, runs, self.injected(bank, dates), error, self.statement_notes(bank, dates))
 
     def vouchers_sha256(self) -> str:
         """Digest of the vouchers generated and submitted in this run (bank, key, amount), in order."""
@@ -753,15 +783,30 @@ def _class_counts(counts: Any) -> dict[str, int]:
     return out
 
 
+def demo_spoiler(seed: int) -> StatementSpoiler:
+    """How a demo bank spoils its statements with `--discrepancies`: :data:`DISCREPANCIES` into a statement of
+    :data:`LARGE_STATEMENT_LINES` lines or more, else :data:`DISCREPANCIES_SMALL`; seeded per check date
+    (`gateway.reconcile.discrepancies.spoiler`). Too short a statement for either (fewer than six lines) is sent
+    true, and the bank records why (:func:`statement_notes`)."""
+    large = discrepancies.spoiler(DISCREPANCIES, seed)
+    small = discrepancies.spoiler(DISCREPANCIES_SMALL, seed)
+
+    def spoil(lines: list[StatementDetail], check_date: date) -> SpoiltStatement:
+        return (large if len(lines) >= LARGE_STATEMENT_LINES else small)(lines, check_date)
+
+    return spoil
+
+
 def injected_counts(bank: SimulatedBank, check_date: date) -> dict[str, int]:
-    """What a simulated bank injected into its statement of `check_date`, per class name (empty if nothing)."""
-    record = getattr(bank, "injected", None)
-    if record is None:
-        return {}
-    found = record.get(check_date) if hasattr(record, "get") else None
-    if found is None:
-        return {}
-    return _class_counts(found.counts if hasattr(found, "counts") else found)
+    """What a simulated bank injected into the statement of `check_date` it sent last, per class name (empty if
+    it sent none or a true one)."""
+    sent = bank.statements.get(check_date)
+    return {} if sent is None else _class_counts(sent.injected)
+
+
+def statement_notes(bank: SimulatedBank, check_dates: Sequence[date]) -> list[str]:
+    """Why a simulated bank sent a statement true although asked to spoil it (too few lines), per date."""
+    return [f"{d:%Y-%m-%d}: {sent.error}" for d in check_dates if (sent := bank.statements.get(d)) and sent.error]
 
 
 def run_entry(check_date: date, run: dict[str, Any]) -> dict[str, Any]:
@@ -774,16 +819,24 @@ def run_entry(check_date: date, run: dict[str, Any]) -> dict[str, Any]:
         "matched": run.get("matched"),
         "breaks": _class_counts(run.get("breaks")),
         "open_breaks": run.get("open_breaks"),
-        "result_sent": run.get("result_msg_id") or run.get("result_sent"),
+        "closed_breaks": run.get("closed_breaks"),
+        "reconciled_vouchers": run.get("reconciled_vouchers"),
+        "result_msg_id": run.get("result_msg_id"),
+        "request": run.get("request"),
     }
 
 
 def reconciliation_entry(
-    dates: Sequence[date], runs: Sequence[dict[str, Any]], injected: dict[str, int], error: str | None
+    dates: Sequence[date],
+    runs: Sequence[dict[str, Any]],
+    injected: dict[str, int],
+    error: str | None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A bank's part of the summary's `reconciliation`: what was injected and what was found, per class, over the
-    run's dates (every class present); totals of both sides; each run; and `agrees`: every date reconciled and
-    the breaks found are exactly the discrepancies injected, class by class."""
+    run's dates (every class present); totals of both sides; each run; `agrees`: every date reconciled and the
+    breaks found are exactly the discrepancies injected, class by class; `error`: why a date could not be
+    reconciled; `notes`: why a statement was sent without the discrepancies asked for."""
     breaks = _class_counts(None)
     ledger = {"count": 0, "amount_fen": 0}
     statement = {"count": 0, "amount_fen": 0}
@@ -807,6 +860,7 @@ def reconciliation_entry(
         "matched": matched,
         "runs": list(runs),
         "error": error,
+        "notes": list(notes),
     }
 
 
@@ -933,12 +987,11 @@ def run_demo(
         sim.stop_feeding()
         if reconcile:
             if interrupted:  # Ctrl-C: what was submitted gets a moment to become final, then the day is reconciled
+                sim.phase = "stopped feeding; the vouchers in flight settle …"
                 if sim.cards is not None:
                     sim.cards.stop()
-                sim.phase = "stopped feeding; the vouchers in flight settle …"
                 yield sim.wait_settled(timeout_s=SETTLE_ON_INTERRUPT_S)
-                if sim.cards is not None:
-                    yield sim.wait_store_final(timeout_s=SETTLE_ON_INTERRUPT_S)
+                yield sim.settle_cards(timeout_s=SETTLE_ON_INTERRUPT_S)
             yield sim.reconcile()
         totals = yield (
             sim.store_totals() if sim.running is not None else defer.succeed({"banks": {}, "outcomes_sha256": ""})
@@ -969,9 +1022,7 @@ def run_demo(
             if options.vouchers is None:
                 return  # fed until interrupted: the shutdown trigger finishes
             yield sim.wait_settled()
-            if sim.cards is not None:  # no new repayments; let those already sent settle too
-                sim.cards.stop()
-                yield sim.wait_store_final()
+            yield sim.settle_cards()  # no new repayments; those already submitted become final too
             yield finish(interrupted=False)
         except Exception as exc:
             if not finishing:

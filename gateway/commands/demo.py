@@ -281,8 +281,8 @@ def print_summary(result: dict[str, Any], console: Any = None) -> None:
 
 
 def print_reconciliation(result: dict[str, Any], console: Any) -> None:
-    """The day's reconciliation: per bank, both sides, the breaks found by class and, with `--discrepancies`,
-    what was injected beside them."""
+    """The day's reconciliation, a column per bank: both sides, the breaks found by class and, with
+    `--discrepancies`, beside each count the discrepancies injected (`found/injected`), and the verdict."""
     from rich.table import Table
 
     from reconciliation.model import BreakClass
@@ -293,37 +293,49 @@ def print_reconciliation(result: dict[str, Any], console: Any) -> None:
         return
     injecting = bool(result.get("discrepancies"))
     dates = sorted({d for run in runs.values() for d in run["check_dates"]})
-    table = Table(title=f"reconciliation 日终对账 of {', '.join(dates)}, over the link", title_justify="left")
-    table.add_column("bank")
-    table.add_column("ledger", justify="right")
-    table.add_column("statement", justify="right")
-    table.add_column("matched", justify="right")
-    shown = [c for c in BreakClass if any(r["breaks"][c.value] or r["injected"][c.value] for r in runs.values())]
-    for cls in shown:
-        table.add_column(f"{cls.zh}\n{cls.en}", justify="right")
-    table.add_column("result")
-    for code, run in runs.items():
+    title = f"reconciliation 日终对账 of {', '.join(dates)}, over the link"
+    table = Table(title=title + (": breaks found/injected" if injecting else ""), title_justify="left")
+    table.add_column("", no_wrap=True)
+    for code in runs:
+        table.add_column(code, justify="right")
+
+    def side(run: dict[str, Any], value: Any) -> str:
+        return str(value) if run["runs"] else "–"
+
+    table.add_row("ledger entries 平台", *[side(r, r["ledger"]["count"]) for r in runs.values()])
+    table.add_row("statement lines 银行", *[side(r, r["statement"]["count"]) for r in runs.values()])
+    table.add_row("matched 相符", *[side(r, r["matched"]) for r in runs.values()])
+    for cls in BreakClass:
+        if not any(r["breaks"][cls.value] or r["injected"][cls.value] for r in runs.values()):
+            continue
         cells = []
-        for cls in shown:
+        for run in runs.values():
             found, injected = run["breaks"][cls.value], run["injected"][cls.value]
-            cell = str(found) if found else "[dim]·[/dim]"
             if injecting:
                 style = "green" if found == injected else "red"
-                cell = f"[{style}]{found}/{injected}[/{style}]"
-            cells.append(cell)
+                cells.append(f"[{style}]{found}/{injected}[/{style}]")
+            else:
+                cells.append(f"[red]{found}[/red]" if found else "[dim]·[/dim]")
+        table.add_row(cls.label, *cells)
+    verdicts = []
+    for run in runs.values():
         if run["error"]:
-            verdict = f"[red]failed: {run['error']}[/red]"
+            verdicts.append("[red]failed[/red]")
         elif injecting:
-            verdict = "[green]found = injected[/green]" if run["agrees"] else "[red]found ≠ injected[/red]"
+            verdicts.append("[green]一致 agrees[/green]" if run["agrees"] else "[red]不一致 differs[/red]")
         else:
-            verdict = "[green]平 balanced[/green]" if not any(run["breaks"].values()) else "[red]不平 breaks[/red]"
-        sides = [str(run["ledger"]["count"]), str(run["statement"]["count"]), str(run["matched"])]
-        table.add_row(code, *(sides if run["runs"] else ["–"] * 3), *cells, verdict)
+            verdicts.append("[green]平 balanced[/green]" if not any(run["breaks"].values()) else "[red]不平[/red]")
+    table.add_row("result", *verdicts, style="bold")
     console.print(table)
+    for code, run in runs.items():
+        if run["error"]:
+            console.print(f"[red]{code}: reconciliation failed: {run['error']}[/red]")
+        for note in run.get("notes", ()):
+            console.print(f"[yellow]{code}: statement sent without discrepancies: {note}[/yellow]")
     if injecting:
         agree = all(run["agrees"] for run in runs.values())
         console.print(
-            "breaks found / discrepancies injected, per class: "
-            + ("[green]every one found as its class[/green]" if agree else "[red]they differ[/red]")
-            + f"; seed [cyan]{result['seed']}[/cyan]"
+            "every discrepancy injected was found as its class, and nothing else"
+            if agree
+            else "[red]the breaks found differ from the discrepancies injected[/red]"
         )

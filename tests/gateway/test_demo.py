@@ -98,6 +98,20 @@ def test_the_bank_ledgers_paid_what_the_gateway_recorded_as_paid(runs: list[Any]
         assert bank["ledger"]["refused"] == bank["states"].get("FAILED", 0), code
 
 
+def test_the_demo_ends_with_a_reconciliation_of_the_day_that_balances_for_every_bank(runs: list[Any]) -> None:
+    summary, stored = runs[0]
+    assert summary["discrepancies"] is False
+    assert set(summary["reconciliation"]) == set(demo.DEFAULT_BANKS)
+    for code, entry in summary["reconciliation"].items():
+        assert entry["error"] is None, f"seed {SEED} {code}: {entry['error']}"
+        assert not any(entry["breaks"].values()) and not any(entry["injected"].values()), f"seed {SEED} {code}"
+        assert entry["agrees"] is True
+        final = [v for v in stored if v["bank"] == code and v["state"] in ("PAID", "FAILED", "RETURNED")]
+        returns = summary["banks"][code]["ledger"]["returns"]
+        assert entry["ledger"]["count"] == entry["statement"]["count"] == entry["matched"] == len(final) + returns
+        assert [run["result_msg_id"] is not None for run in entry["runs"]] == [True] * len(entry["check_dates"])
+
+
 def test_the_same_seed_generates_the_same_vouchers_and_the_banks_decide_the_same(runs: list[Any]) -> None:
     (first, first_stored), (second, second_stored) = runs
 
