@@ -6,8 +6,12 @@ reconciles it against the vouchers in the instance's database (:mod:`gateway.rec
 run and its breaks (replacing an earlier run of the same bank and date), writes the reports (HTML, CSV, JSON) to
 `--report-dir` (default `<instance>/reports/`) and prints a summary, or with `--json` the summary as JSON.
 
+Without `--statement`, the running gateway asks the bank for its statement over the link (4005 → 4006 pages →
+2507, :mod:`gateway.reconcile.link`) through its API, and this command waits for the run and prints the same
+summary (the reports are the gateway's, in `<instance>/reports/`; `--report-dir` copies them).
+
 Exit codes: 0 no break open after the run, 1 breaks remain, 2 usage, configuration or a statement that cannot be
-read (nothing is stored then).
+read (nothing is stored then), or over the link a gateway that cannot be reached or a statement that did not come.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--statement",
         action="append",
         type=Path,
-        required=True,
-        help="the statement file (repeat for the pages of a 4006 statement)",
+        help="the statement file (repeat for the pages of a 4006 statement); without it the running gateway asks "
+        "the bank for its statement over the link (4005 → 4006 pages → 2507) and reconciles that",
     )
     p.add_argument(
         "--format",
@@ -135,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         bank = next(iter(cfg.banks))
     elif bank not in cfg.banks:
         return _fail(f"unknown bank {bank!r}; configured: {', '.join(cfg.banks)}", 2)
+    if not args.statement:
+        return run_over_link(args, cfg, bank)
     try:
         statement = open_statement(args.format, args.statement, cfg.banks[bank].dialect)
     except (ValueError, OSError, ReconciliationError) as exc:
@@ -192,3 +198,101 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {cls.label}: {n}")
         print(f"  reports: {paths['html']}")
     return 1 if carry.open else 0
+
+
+# --- without --statement: over the link, through the running gateway (gateway/reconcile/link.py) ---------------
+
+#: How often the link path asks the running gateway how its request stands.
+_POLL_S = 0.25
+
+
+def _api(cfg: Any, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """Call the running gateway's API (address from run.json, token from the config) as `api:cli`."""
+    import urllib.error
+    import urllib.request
+
+    from gateway.app import read_run_file
+
+    info = read_run_file(cfg)
+    host, port = info["web"] if info and info.get("web") else (cfg.web_host, cfg.web_port)
+    request = urllib.request.Request(
+        f"http://{host}:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {cfg.api_token}", "Content-Type": "application/json", "X-Actor": "cli"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def run_over_link(args: argparse.Namespace, cfg: Any, bank: str) -> int:
+    """Ask the running gateway to reconcile `bank`'s statement of `--date` over the link and wait for the run
+    (at most `[reconciliation] statement_timeout_s` and a minute); print its summary as the file path does.
+
+    Exit codes as with a file: 0 balanced, 1 breaks remain, 2 usage, a gateway that cannot be reached, or a
+    statement that did not come or could not be reconciled.
+    """
+    import shutil
+    import time
+
+    if args.format is not None:
+        return _fail("--format describes a statement file: give it with --statement", 2)
+    try:
+        status, answer = _api(
+            cfg, "POST", "/api/reconciliation/requests", {"bank": bank, "date": f"{args.date:%Y%m%d}"}
+        )
+    except OSError as exc:
+        return _fail(f"the gateway is not reachable ({exc}); is `tgw run --config {args.config}` running?", 2)
+    if status != 202:
+        return _fail(f"the gateway refused the request ({status}): {(answer or {}).get('message', answer)}", 2)
+    request = answer["request"]
+    if not args.json:
+        print(f"{bank} {args.date:%Y-%m-%d}: statement requested over the link ({request['msg_id']})", file=sys.stderr)
+    deadline = time.monotonic() + cfg.reconciliation.statement_timeout_s + 60
+    while request["state"] not in ("RECONCILED", "FAILED"):
+        if time.monotonic() > deadline:
+            return _fail(f"no run for request {request['msg_id']} in time; it is {request['state']}", 2)
+        time.sleep(_POLL_S)
+        try:
+            status, request = _api(cfg, "GET", f"/api/reconciliation/requests/{request['id']}")
+        except OSError as exc:
+            return _fail(f"the gateway is no longer reachable ({exc})", 2)
+        if status != 200:
+            return _fail(f"cannot follow request {answer['request']['msg_id']} ({status}): {request}", 2)
+    if request["state"] == "FAILED" or not request.get("run"):
+        return _fail(f"{bank} {args.date:%Y%m%d} not reconciled: {request.get('error') or 'the run was replaced'}", 2)
+    summary = dict(request["run"], request=request["msg_id"])
+    if args.report_dir is not None:
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        summary["reports"] = {
+            kind: shutil.copy(path, args.report_dir / Path(path).name) for kind, path in summary["reports"].items()
+        }
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print_summary(summary)
+    return 1 if summary["open_breaks"] else 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The summary of a run (as :func:`run` prints it) from its JSON form."""
+    from reconciliation.model import BreakClass
+
+    day = date.fromisoformat(summary["check_date"])
+    verdict = "平 balanced" if not summary["open_breaks"] else "不平 breaks remain"
+    print(f"{summary['bank']} {day:%Y-%m-%d}: {verdict}")
+    print(f"  ledger {summary['ledger']['count']} entries, statement {summary['statement']['count']} lines")
+    print(
+        f"  matched {summary['matched']}, breaks {sum(summary['breaks'].values())}, "
+        f"open after the run {summary['open_breaks']}"
+    )
+    for cls in BreakClass:
+        if summary["breaks"].get(cls.value):
+            print(f"    {cls.label}: {summary['breaks'][cls.value]}")
+    if summary.get("result_msg_id"):
+        print(f"  result sent to the bank: 2507 {summary['result_msg_id']}")
+    if summary.get("reports", {}).get("html"):
+        print(f"  reports: {summary['reports']['html']}")

@@ -10,6 +10,7 @@ choice comes from `--seed` (printed at start, so a run can be repeated).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import secrets
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from gateway import config as configuration
 from gateway.config import ConfigError
+from protocols.messages import MAX_STATEMENT_DETAILS
 
 #: How often the bank logs what it has done so far.
 STATS_INTERVAL_S = 10.0
@@ -37,12 +39,51 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bank.add_argument("--rules", type=Path, help="rules file (TOML or JSON, see simulators/rules.example.toml)")
     bank.add_argument("--seed", type=int, help="seed of every random choice (default: random, printed)")
     bank.add_argument("--log-level", default="INFO", help="INFO logs every payment; WARNING only problems")
+    bank.add_argument(
+        "--discrepancies",
+        metavar="CLASS=N,…",
+        help="spoil the statements it sends over the link (4006) with these discrepancies per break class "
+        "(amount_mismatch=2,duplicate=1; all=N for every class), seeded; what was injected goes to "
+        "DIR/simulators/CODE.json",
+    )
+    bank.add_argument(
+        "--statement-page-size",
+        type=int,
+        default=MAX_STATEMENT_DETAILS,
+        metavar="N",
+        help=f"details per 4006 page of its statements (1-{MAX_STATEMENT_DETAILS}, default {MAX_STATEMENT_DETAILS})",
+    )
     bank.set_defaults(func=run_bank)
 
 
 def _fail(message: str, code: int = 2) -> int:
     print(f"tgw: {message}", file=sys.stderr)
     return code
+
+
+def write_status(path: Path, bank: Any) -> None:
+    """`DIR/simulators/CODE.json`: the statements the bank sent over the link (with what was injected into each)
+    and the reconciliation results (2507) it received, by check date; replaced atomically."""
+    data = {
+        "bank": bank.setup.code,
+        "seed": bank.seed,
+        "statements": {day.isoformat(): sent.as_json() for day, sent in sorted(bank.statements.items())},
+        "results": {
+            day.isoformat(): {
+                "x_check_result": result.x_check_result,
+                "x_diff_num": result.x_diff_num,
+                "details": [
+                    {"vt_code": d.vt_code, "voucher_no": d.voucher_no, "x_check_reason": d.x_check_reason}
+                    for d in result.details
+                ],
+            }
+            for day, result in sorted(bank.reconcile_results.items())
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    tmp.replace(path)
 
 
 def run_bank(args: argparse.Namespace) -> int:
@@ -69,6 +110,16 @@ def run_bank(args: argparse.Namespace) -> int:
             rules = RuleSet.load(args.rules)
         except RuleError as exc:
             return _fail(str(exc))
+    if not 1 <= args.statement_page_size <= MAX_STATEMENT_DETAILS:
+        return _fail(f"--statement-page-size must be 1-{MAX_STATEMENT_DETAILS}, not {args.statement_page_size}")
+    counts = None
+    if args.discrepancies is not None:
+        from gateway.reconcile.discrepancies import parse_counts
+
+        try:
+            counts = parse_counts(args.discrepancies)
+        except ValueError as exc:
+            return _fail(f"--discrepancies: {exc}")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -83,7 +134,15 @@ def run_bank(args: argparse.Namespace) -> int:
     from simulators.bank import SimulatedBank
 
     setup = bank_setup(cfg, args.bank, (host, int(port)))
-    bank = SimulatedBank(setup, reactor, rules=rules, seed=seed)
+    spoil = None
+    if counts is not None:
+        from gateway.reconcile.discrepancies import spoiler
+
+        spoil = spoiler(counts, seed)
+    bank = SimulatedBank(
+        setup, reactor, rules=rules, seed=seed, statement_page_size=args.statement_page_size, spoiler=spoil
+    )
+    status_file = cfg.directory / "simulators" / f"{args.bank}.json"
     log.info(
         "connecting to %s:%d as %s (dialect %s, certificate %s, %d rules)",
         host,
@@ -99,6 +158,9 @@ def run_bank(args: argparse.Namespace) -> int:
             log.info("signed on (connection %d)", bank.stats.connections)
         elif kind in ("paid", "refused"):
             log.info("%s %s", kind, data.get("key"))
+        elif kind in ("statement_sent", "reconcile_result"):
+            log.info("%s %s", kind, json.dumps(data, ensure_ascii=False))
+            write_status(status_file, bank)
 
     def report() -> None:
         s = bank.stats

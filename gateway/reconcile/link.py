@@ -381,9 +381,12 @@ def _request_json(conn: Connection, row: Any) -> dict[str, Any]:
     }
     if row["run_id"] is not None and row["state"] == "RECONCILED":
         try:
-            data["run"] = run_summary(conn, row["run_id"])
-        except LookupError:  # replaced since by a re-run of the date
-            data["run"] = None
+            run: dict[str, Any] | None = run_summary(conn, row["run_id"])
+        except LookupError:
+            run = None
+        # the run this request's 2507 reported, or None: replaced since by a re-run of the date (which may
+        # have been given the same id again)
+        data["run"] = run if run is not None and run["result_msg_id"] == row["result_msg_id"] else None
     return data
 
 

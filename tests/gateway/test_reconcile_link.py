@@ -422,3 +422,13 @@ def test_the_same_seed_spoils_a_date_the_same_way() -> None:
 
 def link_reconciler_of(hub: Hub) -> recon_link.LinkReconciler:
     return recon_link.reconciler_of(hub)
+
+
+def test_tgw_reconcile_over_the_link_needs_a_running_gateway(config: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway import cli
+
+    argv = ["reconcile", "--config", str(config.path), "--date", "20261123", "--bank", BANK]
+    assert cli.main(argv) == 2
+    assert "the gateway is not reachable" in capsys.readouterr().err
+    assert cli.main([*argv, "--format", "text"]) == 2
+    assert "--format describes a statement file" in capsys.readouterr().err
