@@ -4,7 +4,9 @@ It connects as one configured bank of an instance, over mutual TLS with that ban
 (`DIR/pki/banks/CODE/`), to the address the running gateway wrote to `DIR/run.json`, and speaks the bank's
 configured dialect: it signs on, acknowledges vouchers, pays or refuses them by its rules, sends receipts and
 returns, and reconnects (resending what the gateway has not acknowledged) until SIGINT or SIGTERM. Every random
-choice comes from `--seed` (printed at start, so a run can be repeated).
+choice comes from `--seed` (printed at start, so a run can be repeated). Asked for a statement (4005), it sends its
+ledger's statement of the date in 4006 pages of `--statement-page-size` details, spoilt by `--discrepancies` if
+given; what it injected and the results (2507) it received are written to `DIR/simulators/CODE.json`.
 """
 
 from __future__ import annotations
@@ -96,6 +98,16 @@ def run_bank(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.bank not in cfg.banks:
         return _fail(f"{args.bank} is not a bank of {cfg.path} (configured: {', '.join(cfg.banks) or 'none'})")
+    if not 1 <= args.statement_page_size <= MAX_STATEMENT_DETAILS:
+        return _fail(f"--statement-page-size must be 1-{MAX_STATEMENT_DETAILS}, not {args.statement_page_size}")
+    counts = None
+    if args.discrepancies is not None:
+        from gateway.reconcile.discrepancies import parse_counts
+
+        try:
+            counts = parse_counts(args.discrepancies)
+        except ValueError as exc:
+            return _fail(f"--discrepancies: {exc}")
     from gateway.app import read_run_file
 
     info = read_run_file(cfg)
@@ -110,16 +122,6 @@ def run_bank(args: argparse.Namespace) -> int:
             rules = RuleSet.load(args.rules)
         except RuleError as exc:
             return _fail(str(exc))
-    if not 1 <= args.statement_page_size <= MAX_STATEMENT_DETAILS:
-        return _fail(f"--statement-page-size must be 1-{MAX_STATEMENT_DETAILS}, not {args.statement_page_size}")
-    counts = None
-    if args.discrepancies is not None:
-        from gateway.reconcile.discrepancies import parse_counts
-
-        try:
-            counts = parse_counts(args.discrepancies)
-        except ValueError as exc:
-            return _fail(f"--discrepancies: {exc}")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
 import urllib.error
 import urllib.request
 from typing import Any
@@ -20,7 +21,7 @@ from gateway.reconcile.discrepancies import parse_counts, spoiler
 from protocols.messages import ReconcileResult
 from reconciliation.model import BreakClass
 from simulators.bank import SimulatedBank
-from tests.e2e.harness import E2E, WAIT_S, direct_voucher, run_tgw, today_cst
+from tests.e2e.harness import E2E, WAIT_S, direct_voucher, run_tgw, tgw_command, today_cst
 
 SEED = random.randrange(2**31)
 PAGE_SIZE = 3
@@ -162,3 +163,39 @@ def test_bad_requests_are_refused_and_change_nothing(e2e: E2E) -> None:
     assert status == 200 and listed == {"requests": []}
     status, answer = _api(e2e, "GET", "/api/reconciliation/requests/S2026")
     assert status == 404
+
+
+def test_tgw_simulate_bank_injects_and_records_what_it_injected(e2e: E2E) -> None:
+    print(f"seed {SEED}")
+    gateway = e2e.start()
+    argv = [*tgw_command(), "simulate", "bank", "--config", str(e2e.instance.config_path), "--bank", "ICBC"]
+    argv += ["--seed", str(SEED), "--statement-page-size", "2", "--discrepancies", "all=1", "--log-level", "WARNING"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        e2e.until(lambda: bool(gateway.hub.live_sessions("ICBC")), "the tgw simulate bank process to sign on")
+        keys = e2e.submit(*(direct_voucher(f"5201450100{i:06d}", (200_000 + 11 * i,)) for i in range(1, 13)))
+        for key in keys:
+            e2e.wait_state(key, "PAID")
+        day = today_cst()
+        body = {"bank": "ICBC", "date": f"{day:%Y%m%d}", "wait": True}
+        status, answer = _api(e2e, "POST", "/api/reconciliation/requests", body)
+        assert status == 200, answer
+        status_file = e2e.instance.directory / "simulators" / "ICBC.json"
+
+        def recorded() -> dict[str, Any] | None:
+            data = json.loads(status_file.read_text(encoding="utf-8")) if status_file.exists() else None
+            return data if data is not None and day.isoformat() in data["results"] else None
+
+        data = e2e.until(recorded, "the simulated bank's status file to show the 2507")
+        sent = data["statements"][day.isoformat()]
+        assert sent["injected"] == {cls.value: 1 for cls in BreakClass} and sent["pages"] == math.ceil(
+            sent["lines"] / 2
+        )
+        assert answer["run"]["breaks"] == sent["injected"]
+        assert data["results"][day.isoformat()]["x_diff_num"] == len(BreakClass) and data["seed"] == SEED
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=WAIT_S)
+    assert process.returncode == 0, errors
+    bad = subprocess.run([*argv[:-4], "--discrepancies", "amount=1"], capture_output=True, text=True, timeout=WAIT_S)
+    assert bad.returncode == 2 and "no break class 'amount'" in bad.stderr
