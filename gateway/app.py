@@ -86,6 +86,8 @@ class Running:
     db: Database
     bank_port: IListeningPort
     web_port: IListeningPort | None
+    #: The web port's resource tree (the dashboard hangs on it as `.dashboard`), or None without a web port.
+    web_root: Any = None
 
     @property
     def bank_address(self) -> tuple[str, int]:
@@ -101,12 +103,16 @@ class Running:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
-        """Stop listening, close bank sessions, let the store thread finish, stop it, close the store."""
+        """Stop listening, end the dashboard's live streams, close bank sessions, let the store thread finish, stop
+        it, close the store."""
         self.hub.stop()
         cards.stop_watch(self.hub)  # official cards (issue 5): the deadline watch
         yield self.bank_port.stopListening()
         if self.web_port is not None:
             yield self.web_port.stopListening()
+        dashboard = getattr(self.web_root, "dashboard", None)
+        if dashboard is not None:  # end the dashboard's live streams: browsers would hold their connections open
+            dashboard.live.close()
         for sessions in self.hub.sessions.values():
             for session in list(sessions):
                 session.close()
@@ -128,17 +134,18 @@ def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = Tru
     bank_port = reactor.listenSSL(
         config.bank_port, BankSessionFactory(hub, reactor), BankTlsContext(config), interface=config.bank_host
     )
-    web_port = None
+    web_port = web_root = None
     if web:
         from gateway.web import build_root  # the web layer is optional for embedded uses and tests
 
-        web_port = reactor.listenTCP(config.web_port, Site(build_root(hub)), interface=config.web_host)
+        web_root = build_root(hub)
+        web_port = reactor.listenTCP(config.web_port, Site(web_root), interface=config.web_host)
     hub.start()
     cards.start_watch(hub)  # official cards (issue 5): deadlines raised in the log and as counts
     from gateway.reconcile.provider import StoreReconciliation  # issue 6: breaks for the dashboard and the API
 
     setattr(hub, "reconciliation", StoreReconciliation())  # noqa: B010
-    running = Running(hub, db, bank_port, web_port)
+    running = Running(hub, db, bank_port, web_port, web_root)
     write_run_file(config, running)
     return running
 

@@ -310,10 +310,16 @@ class Stream:
         if not self.closed:
             self.request.write(f": {text}\n\n".encode())
 
-    def close(self) -> None:
+    def close(self, *, disconnect: bool = False) -> None:
+        """End the response (a browser would reconnect after `retry`); with `disconnect`, close the connection
+        too (the gateway is stopping: an idle keep-alive connection must not hold it up)."""
+        channel = getattr(self.request, "channel", None)  # finishing a request lets go of its channel
         if not self.closed:
             self.closed = True
-            self.request.finish()
+            if not self.request.finished and not getattr(self.request, "_disconnected", False):
+                self.request.finish()
+        if disconnect and channel is not None:
+            channel.loseConnection()  # after what was written (the end of the chunked response) is flushed
 
 
 class LiveFeed:
@@ -323,6 +329,7 @@ class LiveFeed:
         self.dash = dash
         self.clock = dash.hub.clock
         self.streams: set[Stream] = set()
+        self.stopped = False  # closed with the gateway: no new streams
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
         self._paid: deque[float] = deque()
         self._summary: Any = None
@@ -333,11 +340,16 @@ class LiveFeed:
         dash.hub.listeners.append(self.on_event)
 
     def close(self) -> None:
-        """Stop listening and end every stream."""
+        """Stop listening, end every open stream and close its connection (:meth:`gateway.app.Running.stop`
+        calls this, so that a gateway with browsers watching stops at once)."""
+        self.stopped = True
         if self.on_event in self.dash.hub.listeners:
             self.dash.hub.listeners.remove(self.on_event)
         for stream in list(self.streams):
-            stream.close()
+            try:
+                stream.close(disconnect=True)
+            except Exception as exc:  # one broken connection must not keep the others open
+                log.warning("could not end a live stream: %s", exc)
         self.streams.clear()
         if self._heartbeat.running:
             self._heartbeat.stop()
@@ -440,6 +452,9 @@ class Events(Page):
         from gateway.dashboard.server import SESSION_COOKIE
 
         live = self.dash.live
+        if live.stopped:
+            send(request, 503, b"the gateway is stopping", b"text/plain")
+            return
         if len(live.streams) >= STREAMS_MAX:
             send(request, 503, b"too many live streams", b"text/plain")
             return
