@@ -59,8 +59,8 @@ from gateway.payments import service
 from gateway.store.db import is_sqlite, transaction
 from gateway.store.tables import outbox, recon_breaks, recon_matches, recon_pages, recon_requests, recon_runs
 from protocols import jsonform
-from protocols.messages import ReconcileResult, Statement, StatementRequest
-from protocols.money import parse_date8
+from protocols.messages import ReconcileResult, Statement, StatementDetail, StatementRequest
+from protocols.money import parse_amount_fen, parse_date8
 from reconciliation.readers import DEFAULT_LIMITS, from_messages
 
 if TYPE_CHECKING:
@@ -270,7 +270,46 @@ def stored_pages(engine: Engine, bank: str, check_date: date) -> Generator[State
     with transaction(engine, read_only=True) as conn:
         query = select(p.document).where(p.bank_code == bank, p.check_date == check_date).order_by(p.cur_pack_no)
         for (document,) in conn.execution_options(yield_per=8).execute(query):
-            yield jsonform.from_json(Statement, json.loads(document), "Statement")
+            yield decode_page(document)
+
+
+def decode_page(document: str) -> Statement:
+    """A kept page (its `protocols.jsonform` JSON) as the `Statement` it was: the same as
+    `jsonform.from_json(Statement, …)` but about ten times faster, for pages this module wrote from messages
+    that were decoded and checked on arrival (a test holds the two to the same result).
+
+    Raises:
+        KeyError, ValueError, TypeError: not a page this module wrote.
+    """
+    data = json.loads(document)
+    dates: dict[str, date] = {}
+
+    def day(text: str) -> date:
+        found = dates.get(text)
+        if found is None:
+            found = dates[text] = parse_date8(text)
+        return found
+
+    details = tuple(
+        StatementDetail(
+            vt_code=str(d["VtCode"]),
+            voucher_no=str(d["VoucherNo"]),
+            x_agent_business_no=str(d["XAgentBusinessNo"]),
+            x_pay_date=day(d["XPayDate"]),
+            amt_fen=parse_amount_fen(d["Amt"]),
+            pro_state=int(d["ProState"]),
+            payee_acct_no=str(d["PayeeAcctNo"]),
+        )
+        for d in data.get("DetailList", ())
+    )
+    return Statement(
+        check_date=day(data["CheckDate"]),
+        all_num=int(data["AllNum"]),
+        all_amt_fen=parse_amount_fen(data["AllAmt"]),
+        child_pack_num=int(data["ChildPackNum"]),
+        cur_pack_no=int(data["CurPackNo"]),
+        details=details,
+    )
 
 
 def finish_run(

@@ -432,3 +432,14 @@ def test_tgw_reconcile_over_the_link_needs_a_running_gateway(config: Any, capsys
     assert "the gateway is not reachable" in capsys.readouterr().err
     assert cli.main([*argv, "--format", "text"]) == 2
     assert "--format describes a statement file" in capsys.readouterr().err
+
+
+def test_a_kept_page_decodes_as_jsonform_would() -> None:
+    from protocols import jsonform
+
+    lines = some_lines(5)
+    lines[1] = replace(lines[1], amt_fen=-2_50, pro_state=1, x_pay_date=CHECK_DATE - timedelta(days=1))
+    lines[2] = replace(lines[2], pro_state=2)
+    for page in [*pages_of(lines, 2), *pages_of([], 2), *pages_of(lines, 5, declared=(9, -1))]:
+        document = recon_link._page_document(page)
+        assert recon_link.decode_page(document) == page == jsonform.from_json(Statement, json.loads(document))
