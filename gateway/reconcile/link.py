@@ -35,7 +35,8 @@ while it runs (docs/reconciliation.md has the measurements).
 (:func:`run_summary`) or fails: :class:`StatementRefused` (the bank refused the 4005), :class:`ReconcileFailed`
 (the statement could not be reconciled), :class:`StatementTimeout` (no run within `[reconciliation]
 statement_timeout_s`; a request still waiting for pages is then `FAILED`; pages that complete it later are
-reconciled all the same, as a pushed statement).
+reconciled all the same, as a pushed statement), :class:`StatementSuperseded` (a newer request of the same bank
+and date replaced it).
 
 The HTTP API (:func:`route`): `POST /api/reconciliation/requests` and `GET /api/reconciliation/requests[/ID]`.
 """
@@ -100,6 +101,10 @@ class StatementTimeout(LinkError):
 
 class ReconcileFailed(LinkError):
     """The complete statement could not be reconciled (or the store failed meanwhile)."""
+
+
+class StatementSuperseded(LinkError):
+    """A newer request of the same bank and date replaced this one (its waiters are told so at once)."""
 
 
 # --- the store side: one transaction each ----------------------------------------------------------------------
@@ -504,6 +509,7 @@ class LinkReconciler:
         self.timeout_s = hub.config.reconciliation.statement_timeout_s
         self._watchers: dict[str, list[defer.Deferred[dict[str, Any]]]] = {}
         self._timers: dict[str, IDelayedCall] = {}
+        self._asked: dict[str, tuple[str, date]] = {}  # request MsgId → (bank, check date), while it may be waited on
         self._running: set[tuple[str, date]] = set()
         self._again: dict[tuple[str, date], dict[str, Any]] = {}
         #: Runs done and failed (for tests and metrics).
@@ -525,6 +531,9 @@ class LinkReconciler:
         d = hub.db.run(request_statement, bank, check_date, actor, hub.now(), hub.config.node, hub.work_date())
 
         def requested(msg_id: str) -> str:
+            for older in [m for m, key in self._asked.items() if key == (bank, check_date)]:
+                self._settle(older, StatementSuperseded(f"request {older}: superseded by {msg_id}"))
+            self._asked[msg_id] = (bank, check_date)
             self._timers[msg_id] = hub.clock.callLater(self.timeout_s, self._expired, msg_id)
             hub.emit("statement_requested", {"bank": bank, "check_date": check_date.isoformat(), "request": msg_id})
             hub.kick(bank)
@@ -547,6 +556,7 @@ class LinkReconciler:
     def _settle(self, msg_id: str | None, outcome: dict[str, Any] | LinkError) -> None:
         if msg_id is None:
             return
+        self._asked.pop(msg_id, None)
         timer = self._timers.pop(msg_id, None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -655,7 +665,12 @@ def reconciler_of(hub: Hub) -> LinkReconciler:
 # --- the HTTP API ---------------------------------------------------------------------------------------------
 
 #: What a waiting API call answers when the run does not come.
-_STATUS: Final[dict[type[LinkError], int]] = {StatementRefused: 502, StatementTimeout: 504, ReconcileFailed: 422}
+_STATUS: Final[dict[type[LinkError], int]] = {
+    StatementRefused: 502,
+    StatementTimeout: 504,
+    ReconcileFailed: 422,
+    StatementSuperseded: 409,
+}
 
 
 def parse_check_date(text: Any) -> date:
@@ -704,7 +719,7 @@ def route(hub: Hub, request: Any, method: str, path: list[str]) -> Generator[Any
 
     - `POST` `{"bank": "ICBC", "date": "20261123" | "2026-11-23", "wait": false}`: ask the bank; 202 with the
       request, or with `"wait": true` 200 with the request and the run's summary once stored (502 the bank
-      refused, 504 no statement in time, 422 the statement could not be reconciled);
+      refused, 504 no statement in time, 422 the statement could not be reconciled, 409 superseded);
     - `GET` with `bank`, `date` (both optional): the requests, newest first; `GET …/REF` (id or MsgId): one.
 
     Returns (HTTP status, JSON-ready data); a bad body or argument raises ValueError (400).

@@ -443,3 +443,18 @@ def test_a_kept_page_decodes_as_jsonform_would() -> None:
     for page in [*pages_of(lines, 2), *pages_of([], 2), *pages_of(lines, 5, declared=(9, -1))]:
         document = recon_link._page_document(page)
         assert recon_link.decode_page(document) == page == jsonform.from_json(Statement, json.loads(document))
+
+
+def test_a_newer_request_tells_the_older_ones_waiters_at_once(hub: Hub, clock: Clock, db_engine: Engine) -> None:
+    reconciler = link_reconciler_of(hub)
+    first: list[Any] = []
+    second: list[Any] = []
+    reconciler.reconcile(BANK, CHECK_DATE, "test:link").addBoth(first.append)
+    reconciler.reconcile(BANK, CHECK_DATE - timedelta(days=1), "test:link").addBoth(second.append)
+    reconciler.reconcile(BANK, CHECK_DATE, "test:link")
+    (failure,) = first
+    assert failure.check(recon_link.StatementSuperseded) and "superseded by S" in str(failure.value)
+    assert second == []  # another date
+    clock.advance(hub.config.reconciliation.statement_timeout_s)
+    assert second[0].check(recon_link.StatementTimeout)
+    assert [r["state"] for r in requests(db_engine)] == ["FAILED", "FAILED", "FAILED"]
