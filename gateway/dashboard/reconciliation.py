@@ -136,7 +136,12 @@ def _sent(run: dict[str, Any]) -> Html:
 
 
 def _count_amount(count: Any, fen: Any) -> Html:
-    return h('{} <span class="amount">{}</span>', f"{int(count or 0):,}", yuan(int(fen or 0)))
+    return h(
+        '{} <small>{}</small> <span class="amount">{}</span>',
+        f"{int(count or 0):,}",
+        L("笔", "items"),
+        yuan(int(fen or 0)),
+    )
 
 
 def _needs(permission: Permission) -> Html:
@@ -661,7 +666,7 @@ class Reconciliation(Page):
                     '<button type="submit" id="reject-button" class="danger">{r}</button> {n}</form></div>',
                     w=L(
                         f"此处理由 {found.get('proposed_by') or '?'} 提出，须由另一位审批员复核",
-                        "Proposed by the person above: a different approver must approve or reject it",
+                        f"Proposed by {found.get('proposed_by') or '?'}: another approver must approve or reject it",
                     ),
                     b=base,
                     c=csrf,
