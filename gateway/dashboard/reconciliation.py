@@ -729,6 +729,12 @@ class Reconciliation(Page):
                     n=_needs(Permission.RECON_PROPOSE),
                 )
             )
+        if not is_open:
+            return h(
+                '<p class="muted" id="closed-note">{} {}</p>',
+                L("此差错已结，不能再处理", "This break is closed: no further step applies"),
+                f"({found.get('closed_reason') or ''} {found.get('closed_on') or ''})".replace("( )", ""),
+            )
         forms.append(
             h(
                 '<form method="post" action="{b}/comment" class="action" id="comment-form">'

@@ -127,6 +127,11 @@ def test_an_operator_proposes_and_an_approver_approves(gateway: Gateway, browser
     # the live feed swaps the tile's content when its first summary arrives: read the link in one step, follow it
     link = browser.execute_script("return document.querySelector('#recon-last a.run-link').href")
     assert link == f"{gateway.url}/reconciliation/{night['run_id']}"
+    browser.get(f"{gateway.url}/reconciliation?date={night['day'].isoformat()}")  # the runs of that date
+    _wait(browser).until(ec.presence_of_element_located((By.ID, f"run-{night['run_id']}")))
+    runs = browser.find_element(By.CSS_SELECTOR, "table.runs").text
+    assert "ICBC" in runs and "不平" in runs and "平台单边" in runs and "状态不符" in runs and "未发送" in runs
+    _shot(browser, "20b-reconciliation-runs")
     browser.get(link)
     _wait(browser).until(ec.presence_of_element_located((By.ID, "run-summary")))
     assert browser.current_url.endswith(f"/reconciliation/{night['run_id']}")

@@ -275,6 +275,7 @@ def test_four_eyes_workflow_by_role(recon: Recon) -> None:
     page = recon.get(path, viewer)
     text = _text(page.body)
     assert 'data-rs="APPROVED"' in page.body and 'id="propose-form"' not in page.body
+    assert 'id="closed-note"' in page.body and 'id="comment-form"' not in page.body
     for event in ("assigned", "commented", "proposed", "rejected", "approved"):
         assert event in text
     assert ("voucher", {"key": after["voucher_key"], "bank": BANK, "state": "FAILED"}) in [
