@@ -47,12 +47,12 @@ from gateway import config as configuration
 from gateway.config import Config
 from gateway.hub import signing_pair_for
 from gateway.payments import service
-from gateway.reconcile import discrepancies
 from gateway.reconcile.link import reconciler_of
 from gateway.store.tables import vouchers
 from protocols.errors import ValidationError
 from protocols.messages import QuotaNotice, StatementDetail, Voucher
 from protocols.signature import ECDSA_SHA256, RSA_SHA256
+from reconciliation.inject import inject
 from reconciliation.model import BreakClass
 from simulators.bank import BankSetup, SimulatedBank, SpoiltStatement, StatementSpoiler
 from simulators.feeder import Feeder
@@ -784,15 +784,24 @@ def _class_counts(counts: Any) -> dict[str, int]:
 
 
 def demo_spoiler(seed: int) -> StatementSpoiler:
-    """How a demo bank spoils its statements with `--discrepancies`: :data:`DISCREPANCIES` into a statement of
-    :data:`LARGE_STATEMENT_LINES` lines or more, else :data:`DISCREPANCIES_SMALL`; seeded per check date
-    (`gateway.reconcile.discrepancies.spoiler`). Too short a statement for either (fewer than six lines) is sent
-    true, and the bank records why (:func:`statement_notes`)."""
-    large = discrepancies.spoiler(DISCREPANCIES, seed)
-    small = discrepancies.spoiler(DISCREPANCIES_SMALL, seed)
+    """How a demo bank spoils its statements with `--discrepancies` (a :data:`~simulators.bank.StatementSpoiler`).
+
+    :data:`DISCREPANCIES` go into a statement of :data:`LARGE_STATEMENT_LINES` lines or more, else
+    :data:`DISCREPANCIES_SMALL`, with `reconciliation.inject` and `random.Random("<seed>:<check date>")` (as
+    `gateway.reconcile.discrepancies.spoiler` does: the same statement every time a date is asked for). Like a
+    faithful bank, the lines whose pay date a statement moved to the next day (`Injected.next_day`, cut-off
+    timing) are listed again on the next day's statement, which clears those timing breaks. Too short a statement
+    (fewer than six lines) raises ValueError: the bank sends it true and records why (:func:`statement_notes`).
+    """
+    moved: dict[date, list[StatementDetail]] = {}  # lines a statement moved to the day after, by that day
 
     def spoil(lines: list[StatementDetail], check_date: date) -> SpoiltStatement:
-        return (large if len(lines) >= LARGE_STATEMENT_LINES else small)(lines, check_date)
+        counts = DISCREPANCIES if len(lines) >= LARGE_STATEMENT_LINES else DISCREPANCIES_SMALL
+        spoilt, injected = inject(lines, Random(f"{seed}:{check_date.isoformat()}"), counts, check_date=check_date)
+        moved[check_date + timedelta(days=1)] = list(injected.next_day)
+        spoilt += moved.get(check_date, [])
+        declared = injected.declared(spoilt)
+        return SpoiltStatement(spoilt, (declared.count, declared.amount_fen), injected.as_json())
 
     return spoil
 

@@ -113,17 +113,21 @@ def test_the_demo_ends_with_a_reconciliation_of_the_day_that_balances_for_every_
 
 
 def test_the_same_seed_generates_the_same_vouchers_and_the_banks_decide_the_same(runs: list[Any]) -> None:
+    """The feeder's vouchers and the banks' decisions on them. Not the official-card repayments: the budget units
+    review and repay every two seconds of wall-clock time (`gateway.cards.demo`), and the last review round is let
+    finish before the day is reconciled, so how many repayment vouchers a short run makes depends on its timing."""
     (first, first_stored), (second, second_stored) = runs
 
     def decisions(stored: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return [
-            (v["key"], v["bank"], v["amount_fen"], v["payee_acct_no"], v["state"], v["returned_fen"]) for v in stored
+            (v["key"], v["bank"], v["amount_fen"], v["payee_acct_no"], v["state"], v["returned_fen"])
+            for v in stored
+            if v["business_type_code"] != "2"  # not a repayment
         ]
 
+    assert len(decisions(first_stored)) == VOUCHERS
     assert decisions(first_stored) == decisions(second_stored)
     assert first["vouchers_sha256"] == second["vouchers_sha256"]
-    assert first["outcomes_sha256"] == second["outcomes_sha256"]
-    assert first["states"] == second["states"]
     assert first["amount_fen_submitted"] == second["amount_fen_submitted"]
 
 

@@ -11,8 +11,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
+from random import Random
 from typing import Any, Final
 
 import pytest
@@ -24,8 +26,13 @@ from gateway import demo
 from gateway.commands.demo import print_summary
 from gateway.store.db import create_engine_for, transaction
 from gateway.store.tables import recon_breaks
-from reconciliation.model import BreakClass
+from protocols.messages import StatementDetail
+from reconciliation.matcher import carry_over, reconcile
+from reconciliation.model import BreakClass, Totals
+from reconciliation.ports import TempFileScratch
+from simulators.bank import SpoiltStatement
 from tests.reactor_thread import call, reactor
+from tests.reconciliation.conftest import BANK, CHECK_DATE, ledger_of, make_lines, statement_of
 
 SEED: Final = 20261124
 VOUCHERS: Final = 45
@@ -34,6 +41,8 @@ PAGE_SIZE: Final = 4
 WAIT_S: Final = 120.0
 CLASSES: Final = [cls.value for cls in BreakClass]
 FLAGS: Final = ("--discrepancies", "--json")
+#: A seed whose first statement moves a cut-off timing line to the next day (not only to the day before).
+SPOILER_SEED: Final = 3
 
 
 def _within(fn: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
@@ -238,3 +247,50 @@ def test_the_terminal_summary_shows_the_reconciliation(cli_run: dict[str, Any]) 
     print_summary(spoilt, console)
     text = console.export_text()
     assert "不一致 differs" in text and "the breaks found differ from the discrepancies injected" in text
+
+
+# --- the demo banks' spoiler, across midnight (pure) ---------------------------------------------------------------
+
+
+def _reconcile(lines: list[StatementDetail], spoilt: SpoiltStatement, check_date: date, carried: list[Any]) -> Any:
+    return reconcile(
+        ledger_of(lines),
+        statement_of(spoilt.lines, check_date=check_date, declared=Totals(*spoilt.declared)),
+        bank=BANK,
+        check_date=check_date,
+        scratch=TempFileScratch(),
+        carried=carried,
+    )
+
+
+def test_the_demo_spoiler_lists_the_lines_it_moved_to_the_next_day_on_the_next_statement() -> None:
+    """A demo that runs across midnight: the cut-off timing lines of D come again on D+1's statement and clear
+    D's timing breaks there; each day's breaks are exactly that day's injected discrepancies."""
+    seed = SPOILER_SEED
+    day1, day2 = CHECK_DATE, CHECK_DATE + timedelta(days=1)
+    lines1 = make_lines(demo.LARGE_STATEMENT_LINES + 10, Random(seed), day1)
+    lines2 = [
+        replace(x, voucher_no=x.voucher_no[:4] + "9" + x.voucher_no[5:]) for x in make_lines(12, Random(seed), day2)
+    ]
+    spoil = demo.demo_spoiler(seed)
+    first, second = spoil(lines1, day1), spoil(lines2, day2)
+    assert first.injected == {cls.value: n for cls, n in demo.DISCREPANCIES.items()}, seed
+    assert second.injected == {cls.value: n for cls, n in demo.DISCREPANCIES_SMALL.items()}, seed
+    assert demo.demo_spoiler(seed)(lines1, day1) == first, f"seed {seed}: the same statement every time"
+
+    result1 = _reconcile(lines1, first, day1, [])
+    assert {cls.value: n for cls, n in result1.counts().items()} == first.injected, seed
+    open1 = carry_over([], result1).open
+    keys1 = {(x.vt_code, x.voucher_no) for x in lines1}
+    moved = [x for x in second.lines if (x.vt_code, x.voucher_no) in keys1]
+    assert moved and all(x.x_pay_date == day2 for x in moved), f"seed {seed}: a line moved to the next day"
+
+    result2 = _reconcile(lines2, second, day2, open1)
+    assert {cls.value: n for cls, n in result2.counts().items()} == second.injected, seed
+    assert len(result2.cleared) == result2.carried_in.count == len(moved), seed
+    assert all(b.break_class is BreakClass.CUTOFF_TIMING for b in result2.cleared)
+
+
+def test_a_statement_too_short_for_every_class_is_refused_by_the_spoiler() -> None:
+    with pytest.raises(ValueError, match="not enough suitable lines"):
+        demo.demo_spoiler(SEED)(make_lines(5, Random(SEED), CHECK_DATE), CHECK_DATE)
