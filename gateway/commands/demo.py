@@ -334,8 +334,9 @@ def print_reconciliation(result: dict[str, Any], console: Any) -> None:
             console.print(f"[yellow]{code}: statement sent without discrepancies: {note}[/yellow]")
     if injecting:
         agree = all(run["agrees"] for run in runs.values())
-        console.print(
-            "every discrepancy injected was found as its class, and nothing else"
-            if agree
-            else "[red]the breaks found differ from the discrepancies injected[/red]"
-        )
+        if not any(n for run in runs.values() for n in run["injected"].values()):
+            console.print("[yellow]nothing was injected: a statement needs six lines or more (more --vouchers)[/]")
+        elif agree:
+            console.print("every discrepancy injected was found as its class, and nothing else")
+        else:
+            console.print("[red]the breaks found differ from the discrepancies injected[/red]")

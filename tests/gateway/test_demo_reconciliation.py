@@ -294,3 +294,16 @@ def test_the_demo_spoiler_lists_the_lines_it_moved_to_the_next_day_on_the_next_s
 def test_a_statement_too_short_for_every_class_is_refused_by_the_spoiler() -> None:
     with pytest.raises(ValueError, match="not enough suitable lines"):
         demo.demo_spoiler(SEED)(make_lines(5, Random(SEED), CHECK_DATE), CHECK_DATE)
+
+
+def test_the_terminal_summary_says_when_nothing_could_be_injected(cli_run: dict[str, Any]) -> None:
+    short = json.loads(json.dumps(cli_run))  # as if every statement had been too short to spoil
+    for entry in short["reconciliation"].values():
+        entry["injected"] = entry["breaks"] = dict.fromkeys(CLASSES, 0)
+        entry["notes"] = ["2026-11-24: not enough suitable lines for 1 × amount_mismatch"]
+    console = Console(record=True, width=160)
+    print_summary(short, console)
+    text = console.export_text()
+    assert "nothing was injected: a statement needs six lines or more" in text
+    assert "every discrepancy injected was found" not in text
+    assert text.count("statement sent without discrepancies") == len(demo.DEFAULT_BANKS)
