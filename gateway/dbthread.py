@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadpool import ThreadPool
 
 from gateway.store.db import StoreUnavailable
+from gateway.store.errors import TransientConflict, is_transient
 
 T = TypeVar("T")
 
@@ -31,7 +32,8 @@ def in_transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
             raise
-        raise StoreUnavailable(str(exc.orig) if exc.orig is not None else str(exc)) from exc
+        kind = TransientConflict if is_transient(exc.orig) else StoreUnavailable
+        raise kind(str(exc.orig) if exc.orig is not None else str(exc)) from exc
 
 
 class Database:

@@ -36,7 +36,7 @@ from gateway.dbthread import Database
 from gateway.payments import service
 from gateway.session import BankSession
 from gateway.store.db import StoreUnavailable
-from gateway.store.errors import ConcurrentUpdate
+from gateway.store.errors import ConcurrentUpdate, TransientConflict
 from protocols.errors import FramingError, LocalError, ProtocolError, ResultCode
 from protocols.framing import FrameSpec, encode_frame
 from protocols.messages import (
@@ -544,7 +544,9 @@ class Hub:
                 # IntegrityError: the same MsgId handled by two transactions at once (a resend on a new link
                 # while the old link's frame is still in the queue); the rerun finds it recorded and answers the
                 # same (PROTOCOL.md §7).
-                failure.trap(ConcurrentUpdate, IntegrityError)
+                # TransientConflict: PostgreSQL made it a deadlock victim or failed it for serialization (the
+                # ticker, the dispatcher and replies lock vouchers and outbox rows in different orders).
+                failure.trap(ConcurrentUpdate, IntegrityError, TransientConflict)
                 if left <= 1:
                     raise StoreUnavailable(
                         f"gave up after {attempts} optimistic-concurrency conflicts: {failure.value}"

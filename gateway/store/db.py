@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gateway.store.errors import StoreUnavailable
+from gateway.store.errors import StoreUnavailable, TransientConflict, is_transient
 
 __all__ = [
     "BUSY_TIMEOUT_MS_DEFAULT",
@@ -190,5 +190,6 @@ def unavailable_on_failure() -> Iterator[None]:
         raise StoreUnavailable(f"no free database connection: {exc}") from exc
     except DBAPIError as exc:
         if isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated:
-            raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}: {exc.orig}") from exc
+            kind = TransientConflict if is_transient(exc.orig) else StoreUnavailable
+            raise kind(f"database unavailable: {type(exc.orig).__name__}: {exc.orig}") from exc
         raise

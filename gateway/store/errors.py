@@ -25,6 +25,23 @@ class StoreUnavailable(StoreError):
     result_code = ResultCode.TEMPORARY
 
 
+class TransientConflict(StoreUnavailable):
+    """PostgreSQL chose this transaction as a deadlock victim (40P01) or failed it for serialization (40001).
+
+    Rolled back completely, like every StoreUnavailable; unlike an outage it is worth running again at once
+    (:meth:`gateway.hub.Hub.run_retrying` does), since the other transaction has gone through by then.
+    """
+
+
+#: SQLSTATEs of a transaction that lost to another one and may simply be run again.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient(orig: object) -> bool:
+    """Whether a DB-API error (psycopg's, with `sqlstate`) is a deadlock or a serialization failure."""
+    return getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
 class NotFound(StoreError):
     """The row the caller named does not exist."""
 
