@@ -10,7 +10,7 @@
 | `/vouchers/KEY` | viewer | one voucher: facts, timeline, messages; `/messages/ID` the signed XML |
 | `POST /vouchers/KEY/cancel`, `/resend` | operator | cancel before sending; resend to a reconnected bank |
 | `POST /vouchers/KEY/resolve` | approver | resolve a voucher in doubt with the bank's status |
-| `/cards`, `/reconciliation` | viewer | official cards and reconciliation (placeholders until their services exist) |
+| `/cards`, `/reconciliation` | viewer; acting: operator, approver | card spending, repayments; runs, breaks, 4 eyes |
 | `/banks` | viewer; `POST …/revoke`, `…/issue`: admin | banks, certificates and expiry, the CRL |
 | `/audit` | admin | the audit log |
 | `/metrics` | signed in, or the metrics token | Prometheus metrics (:mod:`gateway.metrics`) |
