@@ -313,3 +313,9 @@ def test_latest_runs_and_the_age_of_open_breaks(db_engine: Engine, tmp_path: Pat
     assert [r["id"] for r in every] == [second.run_id, first.run_id]  # newest first
     assert [(b["key"], b["age_days"]) for b in old] == [(key_of(vs[3]), 1)]
     assert "最久未决差异" in html and key_of(vs[3]) in html  # the day-2 report lists day 1's open breaks
+
+
+def test_statement_requests_are_routed_to_the_link_module(hub: Hub) -> None:
+    answer = call(hub, "GET", "/api/reconciliation/requests", bank=BANK)
+    assert answer.code == 200, answer.body
+    assert answer.json() == {"requests": []}  # the link module's answer (gateway.reconcile.link.route)
