@@ -6,7 +6,8 @@ Issue 6 §7, docs/reconciliation.md ("Scheduling"). Three parts:
   `nightly_at` and time zone and the last check date this process ran, when the next run fires and for which
   check date: the previous calendar day of the local date it fires on (the previous work date). A process that
   starts has run nothing yet: it runs the latest date that is due at once (started after `nightly_at`, that is
-  yesterday; started before it, the day before, whose run is normally finished already, so nothing happens).
+  yesterday; started before it, the day before, whose run is normally finished already, so nothing happens),
+  unless that date is before the gateway's first day on this database (:func:`first_date`).
   After that, one date after the other, each at `nightly_at` on the following local day; after a long pause
   (a suspended machine) the missed dates are caught up in order, none skipped, none twice.
 * **The claims** (store functions, each one transaction): one `recon_schedule` row per bank and check date. The
@@ -43,7 +44,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from gateway.config import Config, ReconSettings
-from gateway.store.tables import recon_schedule
+from gateway.store.tables import meta, recon_schedule
 
 if TYPE_CHECKING:
     from gateway.dbthread import Database
@@ -61,6 +62,8 @@ ACTOR: Final = "nightly"
 NODE_MAX: Final = 64
 #: A recorded detail (the run's summary, an error) is cut to this many characters.
 DETAIL_MAX: Final = 4000
+#: The `meta` key of the first check date the nightly run reconciles (:func:`first_date`).
+FIRST_DATE_META: Final = "nightly_first_date"
 #: The scheduler looks again at least this often, so that a changed wall clock is noticed within the hour.
 SLEEP_MAX_S: Final = 3600.0
 
@@ -264,6 +267,23 @@ def fail(
     return "retry" if again.rowcount == 1 else "lost"
 
 
+def first_date(conn: Connection, today: date) -> date:
+    """The first check date the nightly run reconciles: the local date on which a nightly scheduler first ran on
+    this database (recorded then, under `meta` key :data:`FIRST_DATE_META`; `today` is that date if none is).
+
+    A gateway reconciles only days it worked: for a day before it ran, its ledger is empty and a bank's statement
+    of that day (another system's payments, or none) has nothing to be compared with. So a new gateway started
+    at 10:00 does not ask its banks for yesterday's statement; its first nightly run, at `nightly_at` tomorrow,
+    reconciles its first day.
+    """
+    conn.execute(
+        (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(meta)
+        .values(key=FIRST_DATE_META, value=today.isoformat())
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    return date.fromisoformat(conn.execute(select(meta.c.value).where(meta.c.key == FIRST_DATE_META)).scalar_one())
+
+
 def schedule_rows(conn: Connection, check_date: date) -> dict[str, ScheduleRow]:
     """The claims of one check date, by bank."""
     rows = conn.execute(select(recon_schedule).where(recon_schedule.c.check_date == check_date)).mappings()
@@ -336,6 +356,8 @@ class NightlyScheduler:
         self.retry_after = timedelta(seconds=self.settings.retry_after_s)
         #: The latest check date this process has started (None until its first run).
         self.last_fired: date | None = None
+        #: The first check date to reconcile (:func:`first_date`), read from the store on the first look.
+        self.first_date: date | None = None
         #: Check dates started and not yet finished for every bank (each pass claims what is open of them).
         self.pending: set[date] = set()
         #: The runs this process is running now: (bank, check date) → the reconciler's Deferred.
@@ -432,8 +454,9 @@ class NightlyScheduler:
             self._arm(0.0)
             return
         now = self.clock.seconds()
-        upcoming = next_run(_utc(now), self.settings.nightly_at, self.tz, self.last_fired)
-        wake_at = upcoming.at.timestamp()
+        wake_at = next_run(_utc(now), self.settings.nightly_at, self.tz, self.last_fired).at.timestamp()
+        if wake_at <= now:  # due, yet the step could not start it (the store is away): not in a busy loop
+            wake_at = now + self.settings.retry_after_s
         if recheck_at is not None:
             wake_at = min(wake_at, recheck_at)
         self._arm(wake_at - now)
@@ -441,11 +464,20 @@ class NightlyScheduler:
     async def _step(self) -> float | None:
         """Start what is due, then one pass over every pending date; returns when to look again for them."""
         now = self._now()
+        if self.first_date is None:
+            self.first_date = await self.hub.db.run(first_date, now.astimezone(self.tz).date())
         while True:
             upcoming = next_run(now, self.settings.nightly_at, self.tz, self.last_fired)
             if upcoming.at > now:
                 break
             self.last_fired = upcoming.check_date
+            if upcoming.check_date < self.first_date:
+                log.info(
+                    "nightly reconciliation: %s is before this gateway's first day (%s), not reconciled",
+                    upcoming.check_date,
+                    self.first_date,
+                )
+                continue
             self.pending.add(upcoming.check_date)
             log.info("nightly reconciliation of %s is due (banks %s)", upcoming.check_date, ", ".join(self.banks))
             self.hub.emit(

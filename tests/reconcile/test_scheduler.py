@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
-from twisted.internet import defer
-from twisted.internet.task import Clock
+from twisted.internet import defer, task
 
 from gateway.config import ReconSettings
 from gateway.dbthread import InlineDatabase
@@ -29,6 +28,7 @@ from gateway.reconcile.scheduler import (
     FAILED,
     NightlyScheduler,
     ScheduleRow,
+    first_date,
     nightly_of,
     schedule_rows,
     start_nightly,
@@ -40,6 +40,26 @@ SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 BANKS: Final = ("CCB", "ICBC")
 SETTINGS: Final = ReconSettings(retry_after_s=900.0, lease_s=600.0, max_attempts=3)
 HOUR: Final = 3600.0
+
+
+class Clock(task.Clock):
+    """A fake clock that fails a busy loop (many calls due at once without time passing) instead of hanging."""
+
+    BUSY_MAX: Final = 200
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._instant = -1.0
+        self._immediate = 0
+
+    def callLater(self, delay: float, fn: Any, *args: Any, **kw: Any) -> Any:
+        if delay <= 0:
+            if self._instant != self.seconds():
+                self._instant, self._immediate = self.seconds(), 0
+            self._immediate += 1
+            if self._immediate > self.BUSY_MAX:
+                raise AssertionError(f"busy loop: {self._immediate} calls due at once at {self.seconds()}")
+        return super().callLater(delay, fn, *args, **kw)
 
 
 def at(y: int, m: int, d: int, hh: int, mm: int = 0, ss: int = 0) -> float:
@@ -127,10 +147,16 @@ def _asdict(settings: ReconSettings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in ReconSettings.__dataclass_fields__}
 
 
+#: The instance has worked since this date (its nightly runs reconcile no earlier date: first_date).
+FIRST_DAY: Final = date(2026, 11, 1)
+
+
 @pytest.fixture
 def world(db_url: str, db_engine: Engine) -> Iterator[World]:
     clock = Clock()
     w = World(db_url, db_engine, clock)
+    with transaction(db_engine) as conn:
+        assert first_date(conn, FIRST_DAY) == FIRST_DAY
     try:
         yield w
     finally:
@@ -304,6 +330,8 @@ def test_a_store_that_is_away_is_tried_again(world: World, caplog: pytest.LogCap
     scheduler.start()
     world.clock.advance(0)
     assert recorder.calls == [] and "connection refused" in caplog.text
+    world.to(world.clock.seconds() + SETTINGS.retry_after_s - 1, step=60)
+    assert caplog.text.count("connection refused") == 1  # no busy loop: it waits retry_after_s
     outage["on"] = False
     world.to(world.clock.seconds() + SETTINGS.retry_after_s, step=60)
     assert recorder.dates() == [("CCB", date(2026, 11, 23)), ("ICBC", date(2026, 11, 23))]
@@ -330,3 +358,30 @@ def test_start_nightly_follows_the_configuration(world: World) -> None:
     found = start_nightly(linked)  # type: ignore[arg-type]
     assert found is not None and found.reconcile is linked.link_reconciler.reconcile  # type: ignore[attr-defined]
     stop_nightly(linked)  # type: ignore[arg-type]
+
+
+def test_a_new_gateway_reconciles_from_its_first_day_on(db_url: str, db_engine: Engine) -> None:
+    """On a database where no scheduler ran before, started at 10:00: yesterday is not its day (its ledger is
+    empty), so nothing runs until 02:00 tomorrow, which reconciles today, its first day."""
+    w = World(db_url, db_engine, Clock())
+    try:
+        w.clock.advance(at(2026, 11, 24, 10, 0))
+        recorder = Reconciler()
+        _, host = w.scheduler("node-a", recorder)
+        assert recorder.calls == [] and host.kinds() == []
+        w.to(at(2026, 11, 25, 1, 59))
+        assert recorder.calls == []
+        w.to(at(2026, 11, 25, 2, 0))
+        assert recorder.dates() == [("CCB", date(2026, 11, 24)), ("ICBC", date(2026, 11, 24))]
+        w.schedulers[0].stop()
+        w.to(at(2026, 11, 27, 9, 0))  # down for two nights; restarted: the first day stays 11-24
+        later = Reconciler()
+        w.scheduler("node-b", later)
+        assert later.dates() == [("CCB", date(2026, 11, 26)), ("ICBC", date(2026, 11, 26))]
+        with transaction(db_engine) as conn:
+            assert first_date(conn, date(2030, 1, 1)) == date(2026, 11, 24)
+    finally:
+        for scheduler in w.schedulers:
+            scheduler.stop()
+        for engine in w.engines:
+            engine.dispose()
