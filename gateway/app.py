@@ -27,6 +27,7 @@ from gateway.cards import runtime as cards
 from gateway.config import Config
 from gateway.dbthread import Database
 from gateway.hub import Hub
+from gateway.reconcile import scheduler as nightly
 from gateway.reconcile.link import LinkReconciler
 from gateway.session import BankSessionFactory
 from gateway.store.db import create_engine_for
@@ -107,6 +108,7 @@ class Running:
         it, close the store."""
         self.hub.stop()
         cards.stop_watch(self.hub)  # official cards (issue 5): the deadline watch
+        nightly.stop_nightly(self.hub)  # issue 6 §7: the nightly reconciliation
         yield self.bank_port.stopListening()
         if self.web_port is not None:
             yield self.web_port.stopListening()
@@ -145,6 +147,7 @@ def start(config: Config, reactor: Any, *, web: bool = True, migrate: bool = Tru
     from gateway.reconcile.provider import StoreReconciliation  # issue 6: breaks for the dashboard and the API
 
     setattr(hub, "reconciliation", StoreReconciliation())  # noqa: B010
+    nightly.start_nightly(hub)  # issue 6 §7: every bank's previous work date at [reconciliation] nightly_at
     running = Running(hub, db, bank_port, web_port, web_root)
     write_run_file(config, running)
     return running

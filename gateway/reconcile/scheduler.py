@@ -44,7 +44,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from gateway.config import Config, ReconSettings
-from gateway.store.tables import meta, recon_schedule
+from gateway.store.tables import meta, recon_runs, recon_schedule
 
 if TYPE_CHECKING:
     from gateway.dbthread import Database
@@ -64,6 +64,8 @@ NODE_MAX: Final = 64
 DETAIL_MAX: Final = 4000
 #: The `meta` key of the first check date the nightly run reconciles (:func:`first_date`).
 FIRST_DATE_META: Final = "nightly_first_date"
+#: While a run is under way, the store is asked this often whether it was stored (by whichever process).
+STORE_POLL_S: Final = 5.0
 #: The scheduler looks again at least this often, so that a changed wall clock is noticed within the hour.
 SLEEP_MAX_S: Final = 3600.0
 
@@ -284,6 +286,48 @@ def first_date(conn: Connection, today: date) -> date:
     return date.fromisoformat(conn.execute(select(meta.c.value).where(meta.c.key == FIRST_DATE_META)).scalar_one())
 
 
+def stored_run(conn: Connection, bank: str, check_date: date, since: datetime) -> dict[str, Any] | None:
+    """The run of `bank` for `check_date` if one finished at or after `since` (naive UTC), by whichever process
+    or person ran it: its id, finish time, break count; else None."""
+    r = recon_runs.c
+    row = conn.execute(
+        select(r.id, r.finished_at, r.break_count).where(
+            r.bank_code == bank, r.check_date == check_date, r.status == "DONE", r.finished_at >= since
+        )
+    ).first()
+    if row is None:
+        return None
+    return {
+        "run_id": row.id,
+        "finished_at": row.finished_at.isoformat(),
+        "break_count": row.break_count,
+        "found_in_store": True,
+    }
+
+
+def fail_unless_stored(
+    conn: Connection,
+    bank: str,
+    check_date: date,
+    node: str,
+    detail: str,
+    since: datetime,
+    now: datetime,
+    retry_after: timedelta,
+    max_attempts: int,
+) -> Verdict | dict[str, Any]:
+    """`node`'s attempt since `since` failed, unless the run was stored meanwhile (another process ran it, its
+    reconciler heard the statement first): then it is finished as DONE and the run returned; otherwise
+    :func:`fail`."""
+    run = stored_run(conn, bank, check_date, since)
+    if run is not None:
+        done = {**run, "note": f"this process's reconciler failed ({detail}); the run was stored all the same"}
+        if finish(conn, bank, check_date, node, DONE, _summary(done), now):
+            return run
+        return "lost"
+    return fail(conn, bank, check_date, node, detail, now, retry_after, max_attempts)
+
+
 def schedule_rows(conn: Connection, check_date: date) -> dict[str, ScheduleRow]:
     """The claims of one check date, by bank."""
     rows = conn.execute(select(recon_schedule).where(recon_schedule.c.check_date == check_date)).mappings()
@@ -360,9 +404,8 @@ class NightlyScheduler:
         self.first_date: date | None = None
         #: Check dates started and not yet finished for every bank (each pass claims what is open of them).
         self.pending: set[date] = set()
-        #: The runs this process is running now: (bank, check date) → the reconciler's Deferred.
-        self.running: dict[tuple[str, date], defer.Deferred[Any]] = {}
-        self._renewals: dict[tuple[str, date], IDelayedCall] = {}
+        #: The runs this process is running now, by (bank, check date).
+        self.running: dict[tuple[str, date], _Job] = {}
         self._timer: IDelayedCall | None = None
         self._busy = False
         self._again = False
@@ -391,10 +434,8 @@ class NightlyScheduler:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for call in self._renewals.values():
-            if call.active():
-                call.cancel()
-        self._renewals.clear()
+        for job in list(self.running.values()):
+            self._end(job)
 
     def state(self) -> dict[str, Any]:
         """What the scheduler is doing, for the dashboard and the logs."""
@@ -528,53 +569,89 @@ class NightlyScheduler:
     # --- one bank's run -----------------------------------------------------------------------------------------
 
     def _launch(self, bank: str, day: date) -> None:
-        key = (bank, day)
+        job = _Job(bank, day, _naive(self._now()))
+        self.running[(bank, day)] = job
         log.info("nightly reconciliation of %s %s: started by %s", bank, day, self.node)
         self.hub.emit(
             "reconciliation",
             {"kind": "nightly_started", "bank": bank, "check_date": day.isoformat(), "node": self.node},
         )
-        self._renew_later(key)
+        job.renewal = self.clock.callLater(self.settings.lease_s / 3, self._renew, job)
+        job.poll = self.clock.callLater(STORE_POLL_S, self._poll, job)
         d: defer.Deferred[Any] = defer.maybeDeferred(self.reconcile, bank, day, ACTOR)
-        self.running[key] = d
-        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(bank, day), errbackArgs=(bank, day))
-        d.addErrback(lambda f: log.error("nightly reconciliation of %s %s: %s", bank, day, f.getTraceback()))
-        d.addBoth(self._ended, key)
+        d.addCallbacks(self._settle, self._settle_failed, callbackArgs=(job,), errbackArgs=(job,))
 
-    def _renew_later(self, key: tuple[str, date]) -> None:
-        self._renewals[key] = self.clock.callLater(self.settings.lease_s / 3, self._renew, key)
-
-    def _renew(self, key: tuple[str, date]) -> None:
-        self._renewals.pop(key, None)
-        if not self._started or key not in self.running:
+    def _renew(self, job: _Job) -> None:
+        """Extend the lease of a run under way (every third of a lease)."""
+        job.renewal = None
+        if job.settled or not self._started:
             return
-        bank, day = key
-        d = self.hub.db.run(renew, bank, day, self.node, _naive(self._now()), self.lease)
+        d = self.hub.db.run(renew, job.bank, job.day, self.node, _naive(self._now()), self.lease)
 
         def renewed(kept: bool) -> None:
             if not kept:
-                log.error("nightly reconciliation of %s %s: the claim was taken over by another process", bank, day)
-            elif key in self.running and self._started:
-                self._renew_later(key)
+                log.error(
+                    "nightly reconciliation of %s %s: the claim was taken over by another process", job.bank, job.day
+                )
+            elif not job.settled and self._started:
+                job.renewal = self.clock.callLater(self.settings.lease_s / 3, self._renew, job)
 
         def unrenewed(failure: Failure) -> None:  # the store is away: try again a third of a lease later
-            log.error("nightly reconciliation of %s %s: lease not renewed: %s", bank, day, _error(failure))
-            if key in self.running and self._started:
-                self._renew_later(key)
+            log.error("nightly reconciliation of %s %s: lease not renewed: %s", job.bank, job.day, _error(failure))
+            if not job.settled and self._started:
+                job.renewal = self.clock.callLater(self.settings.lease_s / 3, self._renew, job)
 
         d.addCallbacks(renewed, unrenewed)
 
-    def _succeeded(self, result: Any, bank: str, day: date) -> defer.Deferred[None] | None:
+    def _poll(self, job: _Job) -> None:
+        """Look in the store for the run: the reconciler of another process may have run it (the bank's
+        statement reached the process the bank is connected to), which this process's reconciler would only
+        learn from its timeout."""
+        job.poll = None
+        if job.settled or not self._started:
+            return
+        d = self.hub.db.run(stored_run, job.bank, job.day, job.since)
+
+        def looked(run: dict[str, Any] | None) -> None:
+            if run is not None:
+                self._settle(run, job)
+            elif not job.settled and self._started:
+                job.poll = self.clock.callLater(STORE_POLL_S, self._poll, job)
+
+        def failed(failure: Failure) -> None:
+            if not job.settled and self._started:
+                job.poll = self.clock.callLater(STORE_POLL_S, self._poll, job)
+
+        d.addCallbacks(looked, failed)
+
+    def _end(self, job: _Job) -> bool:
+        """Settle `job` once (the reconciler's answer or the run found in the store, whichever comes first);
+        False when it was settled already or the scheduler stopped (nothing more is recorded then)."""
+        if job.settled:
+            return False
+        job.settled = True
+        for call in (job.renewal, job.poll):
+            if call is not None and call.active():
+                call.cancel()
         if not self._started:
-            return None
+            self.running.pop((job.bank, job.day), None)
+            return False
+        return True
+
+    def _ended(self, _: Any, job: _Job) -> None:
+        self.running.pop((job.bank, job.day), None)
+        self._arm(0.0)
+
+    def _settle(self, result: Any, job: _Job) -> None:
+        if not self._end(job):
+            return
+        bank, day = job.bank, job.day
         log.info("nightly reconciliation of %s %s: done", bank, day)
         d = self.hub.db.run(finish, bank, day, self.node, DONE, _summary(result), _naive(self._now()))
 
         def recorded(mine: bool) -> None:
             if not mine:
-                log.error(
-                    "nightly reconciliation of %s %s: done, but the claim was another process's by then", bank, day
-                )
+                log.error("nightly reconciliation of %s %s: done, but the claim was another's by then", bank, day)
             self.hub.emit(
                 "reconciliation",
                 {
@@ -586,17 +663,46 @@ class NightlyScheduler:
                 },
             )
 
-        return d.addCallback(recorded)
+        d.addCallback(recorded)
+        d.addErrback(lambda f: log.error("nightly reconciliation of %s %s: not recorded: %s", bank, day, _error(f)))
+        d.addBoth(self._ended, job)
 
-    def _failed(self, failure: Failure, bank: str, day: date) -> defer.Deferred[None] | None:
-        if not self._started:
-            return None
+    def _settle_failed(self, failure: Failure, job: _Job) -> None:
+        if not self._end(job):
+            return
+        bank, day = job.bank, job.day
         detail = _error(failure)
-        d: defer.Deferred[Verdict] = self.hub.db.run(
-            fail, bank, day, self.node, detail, _naive(self._now()), self.retry_after, self.settings.max_attempts
+        d: defer.Deferred[Verdict | dict[str, Any]] = self.hub.db.run(
+            fail_unless_stored,
+            bank,
+            day,
+            self.node,
+            detail,
+            job.since,
+            _naive(self._now()),
+            self.retry_after,
+            self.settings.max_attempts,
         )
 
-        def recorded(verdict: Verdict) -> None:
+        def recorded(verdict: Verdict | dict[str, Any]) -> None:
+            if isinstance(verdict, dict):  # another process ran it meanwhile
+                log.info(
+                    "nightly reconciliation of %s %s: done (run %s, found in the store)",
+                    bank,
+                    day,
+                    verdict.get("run_id"),
+                )
+                self.hub.emit(
+                    "reconciliation",
+                    {
+                        "kind": "nightly_done",
+                        "bank": bank,
+                        "check_date": day.isoformat(),
+                        "node": self.node,
+                        "result": verdict,
+                    },
+                )
+                return
             if verdict == "retry":
                 log.warning(
                     "nightly reconciliation of %s %s failed (%s); trying again in %gs",
@@ -625,14 +731,21 @@ class NightlyScheduler:
                 },
             )
 
-        return d.addCallback(recorded)
+        d.addCallback(recorded)
+        d.addErrback(lambda f: log.error("nightly reconciliation of %s %s: not recorded: %s", bank, day, _error(f)))
+        d.addBoth(self._ended, job)
 
-    def _ended(self, _: Any, key: tuple[str, date]) -> None:
-        self.running.pop(key, None)
-        call = self._renewals.pop(key, None)
-        if call is not None and call.active():
-            call.cancel()
-        self._arm(0.0)
+
+@dataclass(eq=False)
+class _Job:
+    """One bank's run of one date under way in this process."""
+
+    bank: str
+    day: date
+    since: datetime  # naive UTC: when it was claimed (a run stored after this is this attempt's)
+    settled: bool = False
+    renewal: IDelayedCall | None = None
+    poll: IDelayedCall | None = None
 
 
 # --- in `tgw run` -------------------------------------------------------------------------------------------------

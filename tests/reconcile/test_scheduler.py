@@ -17,7 +17,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from twisted.internet import defer, task
 
 from gateway.config import ReconSettings
@@ -26,6 +26,7 @@ from gateway.reconcile.scheduler import (
     ACTOR,
     DONE,
     FAILED,
+    STORE_POLL_S,
     NightlyScheduler,
     ScheduleRow,
     first_date,
@@ -35,6 +36,7 @@ from gateway.reconcile.scheduler import (
     stop_nightly,
 )
 from gateway.store.db import create_engine_for, transaction
+from gateway.store.tables import recon_runs
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 BANKS: Final = ("CCB", "ICBC")
@@ -385,3 +387,67 @@ def test_a_new_gateway_reconciles_from_its_first_day_on(db_url: str, db_engine: 
             scheduler.stop()
         for engine in w.engines:
             engine.dispose()
+
+
+def _store_run(engine: Engine, bank: str, day: date, finished: float) -> int:
+    """A run stored as another process's reconciler stores it (gateway.reconcile.store_port)."""
+    at_utc = datetime.fromtimestamp(finished, UTC).replace(tzinfo=None)
+    with transaction(engine) as conn:
+        return int(
+            conn.execute(
+                insert(recon_runs)
+                .values(
+                    bank_code=bank,
+                    check_date=day,
+                    started_at=at_utc,
+                    finished_at=at_utc,
+                    source="4006 over the link",
+                    status="DONE",
+                    counts="{}",
+                    break_count=2,
+                )
+                .returning(recon_runs.c.id)
+            ).scalar_one()
+        )
+
+
+def test_a_run_stored_by_another_process_finishes_the_claim(world: World) -> None:
+    """The claimant's reconciler waits (the bank's statement went to the process the bank is connected to); the
+    run appears in the store: the claim is DONE within STORE_POLL_S, and the reconciler's late answer (here a
+    timeout) changes nothing."""
+    world.clock.advance(at(2026, 11, 24, 2, 0))
+    held = Reconciler(hold=True)
+    _, host = world.scheduler("node-a", held)
+    day = date(2026, 11, 23)
+    assert sorted(held.held) == [("CCB", day), ("ICBC", day)]
+    _store_run(world.engine, "ICBC", day, at(2026, 11, 24, 2, 0) - 60)  # an older run of the date: not this one
+    world.clock.advance(STORE_POLL_S)
+    assert world.rows(day)["ICBC"].finished_at is None
+    world.clock.advance(1)
+    run_id = _store_run(world.engine, "CCB", day, world.clock.seconds())  # CCB reconciled elsewhere
+    world.clock.advance(STORE_POLL_S)
+    rows = world.rows(day)
+    assert (rows["CCB"].outcome, rows["ICBC"].outcome) == (DONE, None)
+    assert f'"run_id":{run_id}' in (rows["CCB"].detail or "")
+    held.held[("CCB", day)].errback(RuntimeError("no complete statement within 600 s"))
+    assert world.rows(day)["CCB"].outcome == DONE
+    done = [d for k, d in host.events if d["kind"] == "nightly_done"]
+    assert [d["bank"] for d in done] == ["CCB"]
+
+
+def test_a_failed_reconciler_whose_run_was_stored_is_done(world: World) -> None:
+    world.clock.advance(at(2026, 11, 24, 2, 0))
+    held = Reconciler(hold=True)
+    world.scheduler("node-a", held)
+    day = date(2026, 11, 23)
+    world.clock.advance(1)
+    _store_run(world.engine, "ICBC", day, world.clock.seconds())
+    held.held[("ICBC", day)].errback(RuntimeError("statement timeout"))  # before the next look in the store
+    row = world.rows(day)["ICBC"]
+    assert (row.outcome, row.attempts) == (DONE, 1) and row.finished_at is not None
+    assert "statement timeout" in (row.detail or "") and '"found_in_store":true' in (row.detail or "")
+    held.held[("CCB", day)].errback(RuntimeError("statement timeout"))  # no run stored: a real failure
+    row = world.rows(day)["CCB"]
+    assert (row.outcome, row.finished_at) == (FAILED, None)
+    world.to(world.clock.seconds() + SETTINGS.retry_after_s, step=60)
+    assert held.dates().count(("CCB", day)) == 2 and held.dates().count(("ICBC", day)) == 1
