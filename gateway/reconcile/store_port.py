@@ -190,12 +190,19 @@ class StoreSink:
         for start in range(0, len(paid), _LOOKUP_CHUNK):
             chunk = paid[start : start + _LOOKUP_CHUNK]
             wanted = {(e.adm_div_code, e.st_year, e.vt_code, e.voucher_no) for e in chunk}
+            # By voucher number alone, so that the database searches its voucher_no index: with the bank in the
+            # WHERE clause SQLite chose the bank_code index and read every voucher of the bank for every chunk
+            # (42 of 55 s of a 100,000-line run). The bank is checked here instead.
             rows = self._conn.execute(
-                select(v.id, v.adm_div_code, v.st_year, v.vt_code, v.voucher_no).where(
-                    v.bank_code == self._bank, v.voucher_no.in_({e.voucher_no for e in chunk})
+                select(v.id, v.bank_code, v.adm_div_code, v.st_year, v.vt_code, v.voucher_no).where(
+                    v.voucher_no.in_({e.voucher_no for e in chunk})
                 )
             )
-            ids = [r.id for r in rows if (r.adm_div_code, r.st_year, r.vt_code, r.voucher_no) in wanted]
+            ids = [
+                r.id
+                for r in rows
+                if r.bank_code == self._bank and (r.adm_div_code, r.st_year, r.vt_code, r.voucher_no) in wanted
+            ]
             if ids:
                 self._conn.execute(insert(recon_matches), [{"run_id": self._run_id, "voucher_id": i} for i in ids])
                 self.linked += len(ids)
