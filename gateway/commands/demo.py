@@ -116,7 +116,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         print_summary(result, progress.console if progress else None)
-    return 0
+    return 0 if demo_agrees(result) else 1
+
+
+def demo_agrees(result: dict[str, Any]) -> bool:
+    """Whether the demo proved what it is for: the gateway's ledger equals every simulated bank's, and every
+    bank's reconciliation ran and found exactly the discrepancies injected (none without `--discrepancies`)."""
+    recon = result.get("reconciliation") or {}
+    return bool(result.get("ledgers_agree", True)) and all(entry.get("agrees", False) for entry in recon.values())
 
 
 def _logging(progress: Progress | None) -> None:

@@ -153,3 +153,14 @@ def test_simulate_bank_refuses_to_start_without_a_running_gateway(
     assert "run.json" in capsys.readouterr().err
     assert main(["simulate", "bank", "--config", config, "--bank", "NOPE"]) == 2
     assert "not a bank" in capsys.readouterr().err
+
+
+def test_the_demo_fails_when_a_ledger_or_a_reconciliation_disagrees() -> None:
+    """`tgw demo` exits 1 unless the ledgers agree and every bank's reconciliation found what was injected."""
+    from gateway.commands.demo import demo_agrees
+
+    good = {"ledgers_agree": True, "reconciliation": {"ICBC": {"agrees": True}, "CCB": {"agrees": True}}}
+    assert demo_agrees(good)
+    assert not demo_agrees({**good, "ledgers_agree": False})
+    assert not demo_agrees({**good, "reconciliation": {"ICBC": {"agrees": True}, "CCB": {"agrees": False}}})
+    assert not demo_agrees({**good, "reconciliation": {"ICBC": {"agrees": True}, "CCB": {"error": "timed out"}}})
