@@ -17,6 +17,8 @@ Where each number comes from:
 | `tgw_vouchers{bank,state}` / `tgw_in_doubt_vouchers{bank}` | gauge | the vouchers table |
 | `tgw_bank_sessions{bank,signed_on}` | gauge | this node's live TLS sessions |
 | `tgw_certificate_days_left{cert,bank,serial}` | gauge | certificate files: banks. pinned ones, ours |
+| `tgw_recon_open_breaks{bank,class}` | gauge | reconciliation breaks still open, by class |
+| `tgw_recon_last_check_date_seconds{bank}` | gauge | the latest check date reconciled (its midnight UTC; 0: never) |
 
 Counters read from the archive describe the cluster's database, not one node: with several nodes, aggregate them
 with `max`, not `sum`. They are counted incrementally by archive id (the archive is append-only): each scrape
@@ -36,9 +38,9 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -50,7 +52,7 @@ from sqlalchemy.engine import Connection
 
 from certs.pki import load_certificate
 from gateway.store import repo
-from gateway.store.tables import archive, outbox, vouchers
+from gateway.store.tables import archive, outbox, recon_breaks, recon_runs, vouchers
 
 if TYPE_CHECKING:
     from gateway.hub import Hub
@@ -108,6 +110,8 @@ class Snapshot:
     outbox_depth: dict[tuple[str, str], int]
     vouchers: dict[tuple[str, str], int]
     bank_results: dict[tuple[str, str, str], int]
+    open_breaks: dict[tuple[str, str], int] = field(default_factory=dict)  # (bank, break class) → open breaks
+    last_check_date: dict[str, date] = field(default_factory=dict)  # bank → latest reconciled check date
 
 
 def count_archive(conn: Connection, counts: ArchiveCounts, now: datetime) -> ArchiveCounts:
@@ -159,7 +163,22 @@ def snapshot(conn: Connection) -> Snapshot:
             .group_by(o.bank_code, o.msg_no, o.result_code)
         )
     }
-    return Snapshot(depth, by_state, results)
+    b, r = recon_breaks.c, recon_runs.c
+    open_breaks = {
+        (bank, cls): n
+        for bank, cls, n in conn.execute(
+            select(b.bank_code, b.break_class, func.count())
+            .where(b.state == "OPEN")
+            .group_by(b.bank_code, b.break_class)
+        )
+    }
+    last = {
+        bank: day
+        for bank, day in conn.execute(
+            select(r.bank_code, func.max(r.check_date)).where(r.status == "DONE").group_by(r.bank_code)
+        )
+    }
+    return Snapshot(depth, by_state, results, open_breaks, last)
 
 
 # --- certificates ---------------------------------------------------------------------------------------------
@@ -350,6 +369,7 @@ class _Readings(Collector):
             for (bank, msg_no, result), n in sorted(snap.bank_results.items()):
                 results.add_metric([bank, msg_no, result], n)
         yield from (depth, in_doubt, by_state, results)
+        yield from _recon_metrics(hub.config.banks, snap)
         sessions = GaugeMetricFamily(
             "tgw_bank_sessions", "Open TLS sessions of each bank on this node.", labels=["bank", "signed_on"]
         )
@@ -368,6 +388,25 @@ class _Readings(Collector):
             days.add_metric([info.name, info.bank, format(info.serial, "x")], round(info.days_left(now), 3))
         yield days
         yield from _card_metrics(hub)
+
+
+def _recon_metrics(banks: Iterable[str], snap: Snapshot | None) -> Iterator[Metric]:
+    """Open reconciliation breaks by bank and class, and each bank's latest reconciled check date."""
+    breaks = GaugeMetricFamily(
+        "tgw_recon_open_breaks", "Open reconciliation breaks, by bank and class.", labels=["bank", "class"]
+    )
+    last = GaugeMetricFamily(
+        "tgw_recon_last_check_date_seconds",
+        "The latest check date reconciled for each bank, as the Unix time of its midnight UTC (0: never).",
+        labels=["bank"],
+    )
+    for bank in banks:
+        day = snap.last_check_date.get(bank) if snap else None
+        last.add_metric([bank], 0 if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    if snap is not None:
+        for (bank, cls), n in sorted(snap.open_breaks.items()):
+            breaks.add_metric([bank, cls], n)
+    yield from (breaks, last)
 
 
 def _card_metrics(hub: Hub) -> Iterator[Metric]:
