@@ -132,6 +132,7 @@ class Stats:
     acks_received: int = 0
     rejected_by_gateway: int = 0
     connections: int = 0
+    temporary_retries: int = 0  # requests sent again after a 91099
     results: dict[int, int] = field(default_factory=dict)
 
 
@@ -151,6 +152,7 @@ class SimulatedBank:
         reconnect_delay_max_s: int = 5,
         statement_page_size: int = MAX_STATEMENT_DETAILS,
         spoiler: StatementSpoiler | None = None,
+        temporary_retry_s: float = 0.5,
     ) -> None:
         if not 1 <= statement_page_size <= MAX_STATEMENT_DETAILS:
             raise ValueError(f"statement_page_size must be 1-{MAX_STATEMENT_DETAILS}, not {statement_page_size}")
@@ -180,6 +182,9 @@ class SimulatedBank:
         self._boot = os.urandom(2).hex().upper()
         #: our unacknowledged requests: MsgId -> frame (resent after reconnection, same MsgId and bytes)
         self.unacked: dict[str, bytes] = {}
+        #: requests answered 91099, waiting to be sent again (MsgId -> the delayed call)
+        self._retries: dict[str, Any] = {}
+        self.temporary_retry_s = temporary_retry_s
         #: replies we gave, by the gateway's MsgId: a resend gets the same answer
         self.replied: dict[str, Payload] = {}
         self.vouchers: dict[str, Voucher] = {}
@@ -209,6 +214,10 @@ class SimulatedBank:
 
     def stop(self) -> None:
         self.stopped = True
+        for call in self._retries.values():
+            if call.active():
+                call.cancel()
+        self._retries.clear()
         if self._factory is not None:
             self._factory.stopTrying()
         if self.connection is not None and self.connection.transport is not None:
@@ -270,6 +279,21 @@ class SimulatedBank:
             self.send(frame)
         return msg_id
 
+    def _retry_later(self, msg_id: str) -> None:
+        """After a 91099 ("temporary failure, nothing recorded"), resend the request after `temporary_retry_s`,
+        same MsgId and bytes, on whatever signed-on link there is then (once per 91099 answer)."""
+        if msg_id in self._retries:
+            return
+
+        def again() -> None:
+            self._retries.pop(msg_id, None)
+            frame = self.unacked.get(msg_id)
+            if frame is not None and not self.stopped and self.connection is not None and self.connection.signed_on:
+                self.stats.temporary_retries += 1
+                self.send(frame)
+
+        self._retries[msg_id] = self.clock.callLater(self.temporary_retry_s, again)
+
     def reply(self, payload: Payload, msg_ref: str) -> None:
         self.replied[msg_ref] = payload
         _, frame = self.frame(payload, msg_ref=msg_ref)
@@ -287,6 +311,8 @@ class SimulatedBank:
             return
         if isinstance(body, Reply):
             self.stats.results[body.result] = self.stats.results.get(body.result, 0) + 1
+            if head.msg_ref in self.unacked and body.result == 91099:
+                self._retry_later(head.msg_ref)  # nothing was recorded: send the same bytes again shortly
             if head.msg_ref in self.unacked and body.result != 91099:
                 del self.unacked[head.msg_ref]
                 self.stats.acks_received += 1
