@@ -73,20 +73,32 @@ class FileLedger:
 
     def entries(self, bank: str, check_date: date) -> Iterator[LedgerEntry]:
         """The entries, in the file's (key) order, built a block of lines at a time."""
-        make: Callable[[tuple[Any, ...]], LedgerEntry] = partial(tuple.__new__, LedgerEntry)  # type: ignore[arg-type]
         states = {str(s.value): s for s in Status}
         dates: dict[str, date] = {}
-        with self._path.open(encoding="utf-8") as file:
-            while lines := file.readlines(1 << 16):
-                rows = map(str.split, map(str.rstrip, lines, repeat("\n")), repeat("|"))
-                adm, year, vt_code, voucher_no, serial, amount, state, payee, day = zip(*rows, strict=True)
+        years: dict[str, int] = {}
+        new = tuple.__new__
+        with self._path.open("rb") as file:
+            rest = b""
+            while data := file.read(1 << 16):
+                data = rest + data
+                cut = data.rfind(b"\n") + 1
+                rest = data[cut:]
+                # One split of the whole block (lines joined by the delimiter); every ninth value is a column.
+                values = data[:cut].decode("utf-8").replace("\n", "|").split("|")
+                values.pop()  # the empty string after the block's last line break
+                if len(values) % 9 or data.count(b"|", 0, cut) != 8 * (len(values) // 9):
+                    raise ValueError(f"{self._path}: not lines of 9 fields")
+                adm, year, vt_code, voucher_no, serial, amount, state, payee, day = (values[i::9] for i in range(9))
                 for text in set(day) - dates.keys():
                     dates[text] = date(int(text[:4]), int(text[4:6]), int(text[6:]))
+                for text in set(year) - years.keys():
+                    years[text] = int(text)
                 yield from map(
-                    make,
+                    new,
+                    repeat(LedgerEntry),
                     zip(
                         adm,
-                        map(int, year),
+                        map(years.__getitem__, year),
                         vt_code,
                         voucher_no,
                         serial,
@@ -97,6 +109,8 @@ class FileLedger:
                         strict=True,
                     ),
                 )
+            if rest:
+                raise ValueError(f"{self._path}: the last line has no line break")
 
     def control_totals(self, bank: str, check_date: date) -> Totals | None:
         """None: the file has no independent totals."""

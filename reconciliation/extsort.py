@@ -11,6 +11,11 @@ order and only ever merged with their neighbours: when `fan_in` runs of one leve
 of the list they become one run of the next level (a binary-counter-like cascade, so a record is rewritten
 only log_fan_in(n / run_records) times), and the merge breaks ties by run order.
 
+A sorted buffer whose first key is not below the last key of the run before it is appended to that run
+instead of starting a new one, so input that arrives in key order (or in long ordered stretches) ends as
+few runs, and as exactly one when it is wholly in order, which is read back as it was written, without a
+merge. :meth:`ExternalSorter.sorted_blocks` hands the output over a list at a time.
+
 Memory is bounded by `run_records` records while adding, and by `fan_in` blocks of `block_records` records
 while reading, whatever the number of records. A sort that never exceeds one run stays in memory and touches
 no disk.
@@ -19,11 +24,12 @@ no disk.
 from __future__ import annotations
 
 import marshal
+import os
 import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from types import TracebackType
 from typing import IO, Any, Final
@@ -41,6 +47,8 @@ class _Run:
 
     file: IO[bytes]
     level: int
+    #: The key of the run's last record (None while it has none).
+    last_key: Any = None
 
 
 class ExternalSorter:
@@ -125,22 +133,34 @@ class ExternalSorter:
         """Every record added, in stable key order.
 
         Raises:
-            RuntimeError: called a second time.
+            RuntimeError: called a second time (or after :meth:`sorted_blocks`).
+        """
+        return chain.from_iterable(self.sorted_blocks())
+
+    def sorted_blocks(self) -> Iterator[list[Record]]:
+        """Every record added, in stable key order, as consecutive lists (of no fixed length, none empty).
+
+        The same records as :meth:`sorted`, handed over a list at a time so that a reader that works on
+        stretches (the matcher) does not pay for a step of Python code per record.
+
+        Raises:
+            RuntimeError: called a second time (or after :meth:`sorted`).
         """
         if self._reading:
             raise RuntimeError("the sorted output can be read only once")
         self._reading = True
-        self._buffer.sort(key=_first)
         if not self._runs:
             buffer, self._buffer = self._buffer, []
-            return iter(buffer)
+            buffer.sort(key=_first)
+            return iter((buffer,) if buffer else ())
         if self._buffer:
-            self._runs.append(self._write(self._buffer, level=0))
-            self._buffer = []
+            self._spill()
         while len(self._runs) > self._fan_in:
             groups = [self._runs[i : i + self._fan_in] for i in range(0, len(self._runs), self._fan_in)]
             self._runs = [self._merge_into_run(group) for group in groups]
-        return _merge([self._blocks(run) for run in self._runs])
+        if len(self._runs) == 1:
+            return self._blocks(self._runs[0])
+        return _merge_blocks([self._blocks(run) for run in self._runs])
 
     def close(self) -> None:
         """Close and so delete every temporary file; drop the buffer."""
@@ -160,9 +180,17 @@ class ExternalSorter:
     # --- runs -------------------------------------------------------------------------------------------------
 
     def _spill(self) -> None:
-        self._buffer.sort(key=_first)
-        self._runs.append(self._write(self._buffer, level=0))
+        buffer = self._buffer
         self._buffer = []
+        buffer.sort(key=_first)
+        last = self._runs[-1] if self._runs else None
+        if last is not None and last.last_key is not None and not buffer[0][0] < last.last_key:
+            # The sorted buffer continues the last run (input that comes in key order, or nearly): append it,
+            # so that such input ends as one run, read back without a merge.
+            last.file.seek(0, os.SEEK_END)
+            self._write_blocks(last, (buffer,))
+            return
+        self._runs.append(self._new_run((buffer,), level=0))
         # Cascade: fan_in runs of one level at the end of the list become one run of the next level.
         while len(self._runs) >= self._fan_in and len({run.level for run in self._runs[-self._fan_in :]}) == 1:
             group = self._runs[-self._fan_in :]
@@ -172,23 +200,35 @@ class ExternalSorter:
     def _merge_into_run(self, group: list[_Run]) -> _Run:
         if len(group) == 1:
             return group[0]
-        merged = self._write(_merge([self._blocks(run) for run in group]), level=group[0].level + 1)
+        merged = self._new_run(_merge_blocks([self._blocks(run) for run in group]), level=group[0].level + 1)
         for run in group:
             run.file.close()
         return merged
 
-    def _write(self, records: Iterable[Record], *, level: int) -> _Run:
+    def _new_run(self, lists: Iterable[list[Record]], *, level: int) -> _Run:
         # Closed by close() (or by _merge_into_run once merged), not by a with block: the run outlives this call.
         file = tempfile.TemporaryFile(dir=self._directory, prefix="tgw-reconcile-")  # noqa: SIM115
-        if isinstance(records, list):
-            for i in range(0, len(records), self._block_records):
-                self._write_block(file, records[i : i + self._block_records])
-        else:
-            iterator = iter(records)
-            while block := list(islice(iterator, self._block_records)):
-                self._write_block(file, block)
+        run = _Run(file, level)
+        self._write_blocks(run, lists)
+        return run
+
+    def _write_blocks(self, run: _Run, lists: Iterable[list[Record]]) -> None:
+        """Write sorted lists of records at the end of `run` as blocks of `block_records`; rewind it."""
+        size = self._block_records
+        file = run.file
+        pending: list[Record] = []
+        for stretch in lists:
+            records = pending + stretch if pending else stretch
+            whole = len(records) - len(records) % size
+            for i in range(0, whole, size):
+                self._write_block(file, records[i : i + size])
+            if whole:
+                run.last_key = records[whole - 1][0]
+            pending = records[whole:]
+        if pending:
+            self._write_block(file, pending)
+            run.last_key = pending[-1][0]
         file.seek(0)
-        return _Run(file, level)
 
     @staticmethod
     def _write_block(file: IO[bytes], block: list[Record]) -> None:
@@ -205,6 +245,11 @@ class ExternalSorter:
 
 
 def _merge(sources: list[Iterator[list[Record]]]) -> Iterator[Record]:
+    """The records of :func:`_merge_blocks`, one at a time."""
+    return chain.from_iterable(_merge_blocks(sources))
+
+
+def _merge_blocks(sources: list[Iterator[list[Record]]]) -> Iterator[list[Record]]:
     """Stable k-way merge of sorted runs read as blocks: whole stretches at a time, sorted by C code.
 
     A run whose file is not yet exhausted may still hold any key from the end of its buffered block on; the
@@ -241,7 +286,8 @@ def _merge(sources: list[Iterator[list[Record]]]) -> Iterator[Record]:
             buffers = []
         if pieces > 1:
             taken.sort(key=_first)
-        yield from taken
+        if taken:
+            yield taken
         for i in range(len(buffers) - 1, -1, -1):
             feed = feeds[i]
             if feed is not None and buffers[i][-1][0] == bound:

@@ -27,12 +27,13 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from itertools import compress, count, islice, repeat
-from operator import add, ge, itemgetter, ne
+from itertools import chain, compress, count, islice
+from operator import ge, itemgetter, ne
 from typing import Any, Final
 
 from protocols.money import format_amount_fen, format_date8
 from reconciliation.errors import LedgerError, StatementError, TooManyBreaks
+from reconciliation.extsort import ExternalSorter
 from reconciliation.model import (
     CUTOFF_WINDOW_DAYS,
     KEY_SEPARATOR,
@@ -45,7 +46,7 @@ from reconciliation.model import (
     Totals,
     match_key,
 )
-from reconciliation.ports import LedgerPort, ResultSink, ScratchArea
+from reconciliation.ports import LedgerPort, ResultSink, ScratchArea, Sorter
 from reconciliation.readers.base import StatementStream
 
 #: Greater than every match key: keys are printable text, and U+10FFFF is not printable.
@@ -255,7 +256,7 @@ class _Run:
     # --- phase 1: stage the statement by key ------------------------------------------------------------------
 
     def stage(self) -> None:
-        self.staged.extend(self.statement.records())
+        self.staged.extend(chain.from_iterable(self.statement.record_blocks()))
         computed = self.statement.computed
         self.statement_count = computed.count
         self.statement_fen = computed.amount_fen
@@ -278,8 +279,7 @@ class _Run:
         """
         chunk = self.limits.chunk_records
         ledger = _Feed(iter(lambda: list(islice(entries, chunk)), []))
-        records = self.staged.sorted()
-        statement = _Feed(iter(lambda: list(islice(records, chunk)), []))
+        statement = _Feed(_sorted_blocks(self.staged, chunk))
         while (s := statement.peek()) is not None and s[0] == "":  # lines without a voucher number sort first
             self._statement_leftover(statement.take())
         previous = ""
@@ -302,12 +302,19 @@ class _Run:
         entries = ledger.items[ledger.i : ledger.i + n]
         records = statement.items[statement.i : statement.i + n]
         voucher_nos = list(map(_VOUCHER_NO, entries))
-        keys = list(map(add, map(add, map(_VT_CODE, entries), repeat(KEY_SEPARATOR)), voucher_nos))
-        if not keys[0] > previous or "" in voucher_nos:
+        if "" in voucher_nos:
             return 0
+        # KEY_SEPARATOR.join((vt_code, voucher_no)) is match_key(): one new string per entry, not two.
+        keys = list(map(KEY_SEPARATOR.join, zip(map(_VT_CODE, entries), voucher_nos, strict=True)))
+        if not keys[0] > previous:
+            return 0
+        amounts = list(map(_AMOUNT, entries))
+        # Column by column, each side a list of values it already holds (no tuple per entry or record).
         columns = (
             (keys, list(map(_KEY, records))),
-            (list(map(_VALUES, entries)), list(map(_S_VALUES, records))),  # (amount, status, payee): IntEnum == int
+            (amounts, list(map(_S_AMOUNT, records))),
+            (list(map(_STATE, entries)), list(map(_S_CODE, records))),  # IntEnum == int
+            (list(map(_PAYEE, entries)), list(map(_S_PAYEE, records))),
             (list(map(date.toordinal, map(_PAY_DATE, entries))), list(map(_S_DAY, records))),
         )
         if all(ours == theirs for ours, theirs in columns):
@@ -333,11 +340,10 @@ class _Run:
             break
         if not m:
             return 0
-        accepted = entries[:m]
         self.matched += m
         self.ledger_count += m
-        self.ledger_fen += sum(map(_AMOUNT, accepted))
-        self.batch.extend(accepted)
+        self.ledger_fen += sum(amounts[:m])
+        self.batch += entries[:m]
         if len(self.batch) >= self.limits.batch_entries:
             self._flush()
         if self.carried:
@@ -696,11 +702,23 @@ def _first_true(flags: Iterable[bool], default: int) -> int:
     return next(compress(count(), flags), default)
 
 
+def _sorted_blocks(sorter: Sorter, chunk: int) -> Iterator[list[_Rec]]:
+    """A sorter's output as lists: the external sorter's own stretches, else `chunk` records at a time."""
+    if isinstance(sorter, ExternalSorter):
+        return sorter.sorted_blocks()
+    records = sorter.sorted()
+    return iter(lambda: list(islice(records, chunk)), [])
+
+
+# Fields by position: of a LedgerEntry, and of a staged statement record (_Rec).
 _VT_CODE: Final = itemgetter(2)
 _VOUCHER_NO: Final = itemgetter(3)
 _AMOUNT: Final = itemgetter(5)
-_VALUES: Final = itemgetter(5, 6, 7)
+_STATE: Final = itemgetter(6)
+_PAYEE: Final = itemgetter(7)
 _PAY_DATE: Final = itemgetter(8)
 _KEY: Final = itemgetter(0)
-_S_VALUES: Final = itemgetter(2, 3, 4)
+_S_AMOUNT: Final = itemgetter(2)
+_S_CODE: Final = itemgetter(3)
+_S_PAYEE: Final = itemgetter(4)
 _S_DAY: Final = itemgetter(5)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
+from itertools import islice
 from typing import BinaryIO, Final
 
 from reconciliation.errors import StatementError
@@ -25,6 +26,8 @@ Source = str | os.PathLike[str] | BinaryIO
 #: An amount in yuan as text files write it (leading zeros allowed), and in fen.
 YUAN_FORM: Final = re.compile(r"-?[0-9]{1,16}\.[0-9]{2}")
 FEN_FORM: Final = re.compile(r"-?[0-9]{1,18}")
+#: Records per list of :meth:`StatementStream.record_blocks` when a reader yields them one by one.
+_BLOCK_RECORDS: Final = 1024
 _STATUS: Final = {0: Status.PAID, 1: Status.RETURNED, 2: Status.FAILED}
 
 
@@ -116,8 +119,27 @@ class StatementStream:
         self._started = True
         return self._records()
 
+    def record_blocks(self) -> Iterator[list[Staged]]:
+        """The same records as :meth:`records`, as consecutive lists (none empty): what the matcher reads.
+
+        A reader that parses lines in bulk hands its lists over as they are, so that staging a line costs no
+        step of Python code; the others' records are gathered into lists here.
+
+        Raises:
+            StatementError: the statement is malformed (with where), or read a second time.
+        """
+        if self._started:
+            raise StatementError("a statement stream can be read only once", source=self.source)
+        self._started = True
+        return self._record_blocks()
+
     def _records(self) -> Iterator[Staged]:
         raise NotImplementedError
+
+    def _record_blocks(self) -> Iterator[list[Staged]]:
+        records = self._records()
+        while block := list(islice(records, _BLOCK_RECORDS)):
+            yield block
 
     def describe(self, position: int) -> str:
         """Where the line at `position` is, in words (`statement.txt line 17`)."""

@@ -97,6 +97,9 @@ class TextStatement(StatementStream):
         self._split_fixed = self._fixed_splitter(fmt.widths) if fmt.widths is not None else None
 
     def _records(self) -> Iterator[Staged]:
+        return chain.from_iterable(self._record_blocks())
+
+    def _record_blocks(self) -> Iterator[list[Staged]]:
         fmt = self._fmt
         header: list[Numbered] = []
         held: list[Numbered] = []  # the last non-blank lines so far: the trailer, unless more lines follow
@@ -120,12 +123,16 @@ class TextStatement(StatementStream):
                     pushed = held + tail
                     out = max(0, len(pushed) - trailer)
                     for lineno, line in pushed[:out]:
-                        yield from self._run((line,), lineno - 1)
+                        if staged := list(self._run((line,), lineno - 1)):
+                            yield staged
                     held = pushed[out:]
                 for start in range(i, cut, _BULK_LINES):
                     run = lines[start : min(cut, start + _BULK_LINES)]
                     block = self._bulk(run, base + start)
-                    yield from self._run(run, base + start) if block is None else block
+                    if block is None:
+                        block = list(self._run(run, base + start))
+                    if block:
+                        yield block
                 if self._count > max_lines:
                     raise StatementLimitExceeded(f"more than {max_lines} detail lines", source=self.source)
         if len(header) < fmt.header_lines or len(held) < trailer:
@@ -183,10 +190,14 @@ class TextStatement(StatementStream):
         """The lines' values column by column, or None if a line is blank or has the wrong shape."""
         fmt = self._fmt
         if fmt.delimiter is not None:
-            rows = list(map(str.split, cast(list[str], lines), repeat(fmt.delimiter)))
-            if set(map(len, rows)) != {len(fmt.columns)}:
+            # Every line must hold exactly width - 1 delimiters; then one split of the joined lines gives the
+            # values row after row, and every width-th of them is a column (no list per line to build).
+            rows = cast(list[str], lines)
+            width = len(fmt.columns)
+            if set(map(str.count, rows, repeat(fmt.delimiter))) != {width - 1}:
                 return None
-            columns: list[Sequence[str]] = list(zip(*rows, strict=True))
+            values = fmt.delimiter.join(rows).split(fmt.delimiter)
+            columns: list[Sequence[str]] = [values[i::width] for i in range(width)]
             return [list(map(str.strip, column)) for column in columns] if fmt.strip else columns
         assert fmt.widths is not None
         raw = cast(list[bytes], lines)

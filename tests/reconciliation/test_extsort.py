@@ -32,7 +32,38 @@ def test_sorted_output_is_a_stable_sort(
             for record in records:
                 sorter.add(record)
         assert len(sorter) == len(records)
-        assert list(sorter.sorted()) == sorted(records, key=lambda r: r[0])
+        if bulk:
+            assert list(sorter.sorted()) == sorted(records, key=lambda r: r[0])
+        else:
+            blocks = list(sorter.sorted_blocks())
+            assert all(blocks)  # no empty list
+            assert [r for block in blocks for r in block] == sorted(records, key=lambda r: r[0])
+
+
+@settings(max_examples=100)
+@given(
+    keys=st.lists(st.text(alphabet="abc", max_size=3), max_size=200),
+    run_records=st.integers(1, 20),
+    block_records=st.integers(1, 9),
+)
+def test_input_in_key_order_ends_as_one_run(keys: list[str], run_records: int, block_records: int) -> None:
+    """Sorted input is appended to one run, read back without a merge; stable, blocks of any size."""
+    records = [(key, i) for i, key in enumerate(sorted(keys))]
+    with ExternalSorter(run_records=run_records, block_records=block_records, fan_in=2) as sorter:
+        sorter.extend(records)
+        assert sorter.spilled_runs == (1 if len(records) >= run_records else 0)
+        assert list(sorter.sorted()) == records
+
+
+def test_a_run_continued_after_disorder_starts_a_new_run() -> None:
+    with ExternalSorter(run_records=3, fan_in=10) as sorter:
+        sorter.extend([("a", 1), ("c", 2), ("b", 3)])  # a run ending in "c"
+        sorter.extend([("d", 4), ("e", 5), ("f", 6)])  # continues it: appended
+        assert sorter.spilled_runs == 1
+        sorter.extend([("c", 7), ("a", 8), ("b", 9)])  # starts below "f": a run of its own
+        assert sorter.spilled_runs == 2
+        sorter.add(("c", 10))  # stays in memory until sorted
+        assert [r[1] for r in sorter.sorted()] == [1, 8, 3, 9, 2, 7, 10, 4, 5, 6]
 
 
 def test_a_small_sort_stays_in_memory_and_a_large_one_spills(tmp_path: Path) -> None:

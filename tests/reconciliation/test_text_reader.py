@@ -266,9 +266,22 @@ def test_the_fast_path_agrees_with_the_careful_one(seed: int, n: int, blanks: li
     careful = read_text(io.BytesIO(data), PLAIN)
     careful._bulk = lambda lines, lineno: None  # type: ignore[method-assign]
     assert fast == list(careful.records())
+    blocks = list(read_text(io.BytesIO(data), PLAIN).record_blocks())
+    assert [r for block in blocks for r in block] == fast
+    assert all(blocks)
     assert [(x.voucher_no, x.amount_fen) for x in read_text(io.BytesIO(data), PLAIN)] == [
         ("" if i in keyless else x.voucher_no, x.amt_fen) for i, x in enumerate(details)
     ]
+
+
+def test_lines_whose_extra_and_missing_columns_balance_are_refused() -> None:
+    """The fast path splits a run of lines at once; one line too wide and one too narrow must not pass as two."""
+    good = "5201|V1|S1|20261123|1.00|0|622"
+    rows = [good] * 5 + ["5201|V2|S2|20261123|1.00|0|622|x", "5201|V3|S3|20261123|1.00|0"] + [good] * 5
+    with pytest.raises(StatementError) as caught:
+        read(_text(rows))
+    assert caught.value.line == 6
+    assert "8 columns" in str(caught.value)
 
 
 def test_many_distinct_dates_are_all_parsed() -> None:
