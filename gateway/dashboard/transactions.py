@@ -244,6 +244,7 @@ class Vouchers(Page):
             (L("原因", "Reason"), found["reason"] or "—"),
             (L("应答期限", "Answer due"), local(found["deadline_at"], self.dash.tz) or "—"),
             (L("创建时间", "Created"), local(found["created_at"], self.dash.tz)),
+            (L("对账", "Reconciliation"), _reconciliation(found.get("reconciliation"))),
         ]
         facts_html = h('<dl class="facts">{}</dl>', join(h("<dt>{}</dt><dd>{}</dd>", k, v) for k, v in facts))
         timeline = table(
@@ -519,3 +520,25 @@ def _decode(raw: bytes) -> str:
         except UnicodeDecodeError:
             continue
     return raw.decode("latin-1")
+
+
+def _reconciliation(recon: dict[str, Any] | None) -> Html:
+    """Where the nightly reconciliation left the voucher: reconciled by a run, in a break, or not yet."""
+    if not recon or recon["state"] == "NOT_RECONCILED":
+        return h('<span class="muted" id="reconciliation">{}</span>', L("未对账", "not reconciled yet"))
+    if recon["state"] == "BREAK":
+        open_ = [b for b in recon["breaks"] if b["state"] == "OPEN"]
+        return h(
+            '<span class="bad" id="reconciliation">{}</span> {}',
+            L("差错", "break"),
+            join(
+                h('<a href="/reconciliation/breaks/{}">{} ({})</a> ', b["id"], b["class"], b["check_date"])
+                for b in open_
+            ),
+        )
+    return h(
+        '<span class="ok" id="reconciliation">{}</span> <a href="/reconciliation/{}">{}</a>',
+        L("已对账", "reconciled"),
+        recon["run_id"],
+        recon["check_date"],
+    )
