@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from itertools import accumulate, chain, pairwise, repeat
-from operator import add, eq, itemgetter, lt
+from operator import eq, itemgetter, lt
 from typing import BinaryIO, Final, cast
 
 from reconciliation.errors import StatementError, StatementLimitExceeded
@@ -161,10 +161,12 @@ class TextStatement(StatementStream):
         columns += [(value,) * n for value in self._extra]
         vt_codes, voucher_nos, serials, dates, amounts, states, payees = self._pick(columns)
         amount_form = _YUAN_BLOCK if fmt.amount_unit == "yuan" else _FEN_BLOCK
-        if "" in voucher_nos or amount_form.fullmatch("\n".join(amounts) + "\n") is None:
+        column = "\n".join(amounts) + "\n"
+        if "" in voucher_nos or amount_form.fullmatch(column) is None:
             return None
-        if fmt.amount_unit == "yuan":
-            amounts = list(map(str.replace, amounts, repeat("."), repeat("")))
+        if fmt.amount_unit == "yuan":  # every amount has its point two digits from the end (the match says so)
+            amounts = column.replace(".", "").split("\n")
+            amounts.pop()
         amounts_fen = list(map(int, amounts))
         try:
             codes = list(map(self._codes.__getitem__, states))
@@ -181,7 +183,7 @@ class TextStatement(StatementStream):
             return None
         if not "".join(chain(vt_codes, voucher_nos, serials, payees)).isprintable():
             return None
-        keys = map(add, map(add, vt_codes, repeat(KEY_SEPARATOR)), voucher_nos)
+        keys = map(KEY_SEPARATOR.join, zip(vt_codes, voucher_nos, strict=True))  # match_key(): one new string
         self._count += n
         self._total += sum(amounts_fen)
         return list(zip(keys, serials, amounts_fen, codes, payees, days, range(lineno + 1, lineno + n + 1), repeat("")))
@@ -322,20 +324,32 @@ class TextStatement(StatementStream):
                 complete = block[:cut] if data else block.rstrip(b"\r")
                 if b"\r" in complete:
                     complete = complete.replace(b"\r\n", b"\n")
-                raw = complete.split(b"\n")
-                if data:
-                    raw.pop()  # the empty string after the block's final line break
-                if max(map(len, raw)) > max_line:
-                    long = next(i for i, line in enumerate(raw) if len(line) > max_line)
-                    raise StatementLimitExceeded(
-                        f"a line longer than the maximum of {max_line} bytes",
-                        source=self.source,
-                        line=lineno + long + 1,
-                    )
-                yield lineno, raw if fixed else self._decode(complete, lineno, data)
-                lineno += len(raw)
+                if not fixed and complete.isascii():
+                    # ASCII reads the same in every encoding allowed, and a line's characters are its bytes.
+                    lines = complete.decode("ascii").split("\n")
+                    if data:
+                        lines.pop()  # the empty string after the block's final line break
+                    self._check_lengths(lines, lineno)
+                    yield lineno, lines
+                    lineno += len(lines)
+                else:
+                    raw = complete.split(b"\n")
+                    if data:
+                        raw.pop()
+                    self._check_lengths(raw, lineno)
+                    yield lineno, raw if fixed else self._decode(complete, lineno, data)
+                    lineno += len(raw)
             if not data:
                 return
+
+    def _check_lengths(self, lines: list[str] | list[bytes], lineno: int) -> None:
+        """Refuse a line longer than the cap (`lines` are bytes, or ASCII text), naming it."""
+        max_line = self._limits.max_line_bytes
+        if lines and max(map(len, lines)) > max_line:
+            long = next(i for i, line in enumerate(lines) if len(line) > max_line)
+            raise StatementLimitExceeded(
+                f"a line longer than the maximum of {max_line} bytes", source=self.source, line=lineno + long + 1
+            )
 
     def _decode(self, complete: bytes, lineno: int, more: bytes) -> list[str]:
         try:

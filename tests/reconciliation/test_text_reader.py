@@ -143,6 +143,12 @@ def test_caps_on_bytes_lines_and_line_length() -> None:
     with pytest.raises(StatementLimitExceeded, match="longer than") as caught:
         read(_text([LINE, "x" * 40]), max_line_bytes=35)
     assert caught.value.line == 2
+    # The cap counts bytes, not characters: 13 Chinese characters are 39 bytes of UTF-8 (a line of 42 and 68).
+    wide = LINE.replace("S1", "银" * 13)
+    assert len(wide) <= 50 < len(wide.encode())
+    with pytest.raises(StatementLimitExceeded, match="longer than") as caught:
+        read(_text([LINE, LINE, wide]), max_line_bytes=50)
+    assert caught.value.line == 3
 
 
 def test_an_endless_line_is_refused_before_it_is_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
