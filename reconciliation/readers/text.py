@@ -44,6 +44,8 @@ from reconciliation.readers.base import (
 #: Bytes read at a time.
 BLOCK_BYTES: Final = 1024 * 1024
 _BOM: Final = b"\xef\xbb\xbf"
+#: The printable ASCII characters and the line break (a block that is nothing else needs no printable check).
+_PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F)) + b"\n"
 #: Lines checked together on the fast path: small enough to stay in the processor's cache.
 _BULK_LINES: Final = 512
 #: A whole column of amounts, one per line, checked with one match (cheaper than one match per value).
@@ -106,7 +108,7 @@ class TextStatement(StatementStream):
         trailer = fmt.trailer_lines
         max_lines = self._limits.max_lines
         with ExitStack() as stack:
-            for base, lines in self._blocks(open_source(stack, self._input)):
+            for base, lines, printable in self._blocks(open_source(stack, self._input)):
                 i = 0
                 while len(header) < fmt.header_lines and i < len(lines):
                     if lines[i] and not lines[i].isspace():
@@ -128,7 +130,7 @@ class TextStatement(StatementStream):
                     held = pushed[out:]
                 for start in range(i, cut, _BULK_LINES):
                     run = lines[start : min(cut, start + _BULK_LINES)]
-                    block = self._bulk(run, base + start)
+                    block = self._bulk(run, base + start, printable=printable)
                     if block is None:
                         block = list(self._run(run, base + start))
                     if block:
@@ -145,7 +147,7 @@ class TextStatement(StatementStream):
             place = header if fmt.summary.place == "header" else held
             self._read_summary(fmt.summary, *place[fmt.summary.index])
 
-    def _bulk(self, lines: list[str] | list[bytes], lineno: int) -> list[Staged] | None:
+    def _bulk(self, lines: list[str] | list[bytes], lineno: int, *, printable: bool = False) -> list[Staged] | None:
         """Staged records of a run of detail lines, checked column by column; None if any line needs a look.
 
         This is the fast path: every step is one call that loops in C (split, transpose, regular expression,
@@ -181,7 +183,7 @@ class TextStatement(StatementStream):
                 return None
         if list(map(lt, amounts_fen, repeat(0))) != list(map(eq, codes, repeat(1))):
             return None
-        if not "".join(chain(vt_codes, voucher_nos, serials, payees)).isprintable():
+        if not printable and not "".join(chain(vt_codes, voucher_nos, serials, payees)).isprintable():
             return None
         keys = map(KEY_SEPARATOR.join, zip(vt_codes, voucher_nos, strict=True))  # match_key(): one new string
         self._count += n
@@ -296,8 +298,13 @@ class TextStatement(StatementStream):
 
     # --- lines ------------------------------------------------------------------------------------------------
 
-    def _blocks(self, file: BinaryIO) -> Iterator[tuple[int, list[str] | list[bytes]]]:
-        """Yield (number of the line before the block, the block's lines), decoded unless fixed-width."""
+    def _blocks(self, file: BinaryIO) -> Iterator[tuple[int, list[str] | list[bytes], bool]]:
+        """Yield (number of the line before the block, the block's lines, printable), decoded unless fixed-width.
+
+        `printable` is True when the block is ASCII without control characters (other than the line breaks),
+        so that no value in it needs its characters looked at (one pass over the bytes in C for the block,
+        instead of one per column of each run of lines); False says nothing either way.
+        """
         max_line = self._limits.max_line_bytes
         max_bytes = self._limits.max_bytes
         fixed = self._fmt.fixed_width
@@ -330,14 +337,14 @@ class TextStatement(StatementStream):
                     if data:
                         lines.pop()  # the empty string after the block's final line break
                     self._check_lengths(lines, lineno)
-                    yield lineno, lines
+                    yield lineno, lines, not complete.translate(None, _PRINTABLE_ASCII)
                     lineno += len(lines)
                 else:
                     raw = complete.split(b"\n")
                     if data:
                         raw.pop()
                     self._check_lengths(raw, lineno)
-                    yield lineno, raw if fixed else self._decode(complete, lineno, data)
+                    yield lineno, raw if fixed else self._decode(complete, lineno, data), False
                     lineno += len(raw)
             if not data:
                 return

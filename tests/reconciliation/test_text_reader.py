@@ -106,6 +106,9 @@ LINE = "5201|V1|S1|20261123|10.00|0|622"
         ("5201|V1|S1|20261123|10.00|1|622", "negative exactly when the line is a return"),
         ("5201|V1|S1|20261123|-10.00|0|622", "negative exactly when the line is a return"),
         ("5201|V\x001|S1|20261123|10.00|0|622", "not printable"),
+        ("5201|V1|S\t1|20261123|10.00|0|622", "not printable"),
+        ("5201|V1|S1|20261123|10.00|0|622\x7f", "not printable"),
+        ("5201|V1|S1\u200b|20261123|10.00|0|622", "not printable"),
         ("5201|||20261123|10.00|0|622", "neither a voucher number nor a serial"),
     ],
 )
@@ -270,7 +273,7 @@ def test_the_fast_path_agrees_with_the_careful_one(seed: int, n: int, blanks: li
     data = _text(rows)
     fast = list(read_text(io.BytesIO(data), PLAIN).records())
     careful = read_text(io.BytesIO(data), PLAIN)
-    careful._bulk = lambda lines, lineno: None  # type: ignore[method-assign]
+    careful._bulk = lambda *args, **kwargs: None  # type: ignore[method-assign]
     assert fast == list(careful.records())
     blocks = list(read_text(io.BytesIO(data), PLAIN).record_blocks())
     assert [r for block in blocks for r in block] == fast
@@ -288,6 +291,17 @@ def test_lines_whose_extra_and_missing_columns_balance_are_refused() -> None:
         read(_text(rows))
     assert caught.value.line == 6
     assert "8 columns" in str(caught.value)
+
+
+def test_a_control_character_in_a_column_the_reader_ignores_is_not_looked_at() -> None:
+    """Only the identifying fields must be printable; a block that is not all printable is checked field by field."""
+    fmt = FileFormat(
+        name="with-name",
+        columns=("vt_code", "voucher_no", "serial", "pay_date", "amount", "status", "payee_acct_no", ""),
+        delimiter="|",
+    )
+    lines = read(_text([f"{LINE}|a name", f"{LINE.replace('V1', 'V2')}|a\x01name"]), fmt)
+    assert [x.voucher_no for x in lines] == ["V1", "V2"]
 
 
 def test_many_distinct_dates_are_all_parsed() -> None:
