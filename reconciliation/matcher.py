@@ -347,14 +347,24 @@ class _Run:
         voucher_nos = list(map(_VOUCHER_NO, entries))
         if "" in voucher_nos:
             return 0
-        # KEY_SEPARATOR.join((vt_code, voucher_no)) is match_key(): one new string per entry, not two.
-        keys = list(map(KEY_SEPARATOR.join, zip(map(_VT_CODE, entries), voucher_nos, strict=True)))
+        theirs = list(map(_KEY, records))
+        # The keys agree when the ledger's VtCode, VoucherNo, VtCode, ... joined by the separator is the
+        # statement's keys joined by it, and holds 2n - 1 separators: then no ledger field holds one, and each
+        # statement key exactly one, so the pieces pair off. Two joins instead of a new string per entry.
+        fields = [""] * (2 * n)
+        fields[::2] = map(_VT_CODE, entries)
+        fields[1::2] = voucher_nos
+        joined = KEY_SEPARATOR.join(fields)
+        if joined == KEY_SEPARATOR.join(theirs) and joined.count(KEY_SEPARATOR) == 2 * n - 1:
+            keys = theirs
+        else:  # KEY_SEPARATOR.join((vt_code, voucher_no)) is match_key(): one new string per entry, not two
+            keys = list(map(KEY_SEPARATOR.join, zip(map(_VT_CODE, entries), voucher_nos, strict=True)))
         if not keys[0] > previous:
             return 0
         amounts = list(map(_AMOUNT, entries))
         # Column by column, each side a list of values it already holds (no tuple per entry or record).
         columns = (
-            (keys, list(map(_KEY, records))),
+            (keys, theirs),
             (amounts, list(map(_S_AMOUNT, records))),
             (list(map(_STATE, entries)), list(map(_S_CODE, records))),  # IntEnum == int
             (list(map(_PAYEE, entries)), list(map(_S_PAYEE, records))),

@@ -110,6 +110,21 @@ def test_the_stretch_path_of_the_merge_agrees_with_the_key_by_key_path(
     assert fast == careful == generic
 
 
+@pytest.mark.parametrize("at", [0, 5, 39])
+def test_a_separator_inside_a_ledger_voucher_number_is_no_match_on_either_path(at: int) -> None:
+    """The stretch path compares keys joined by the separator; a ledger field holding it must not fool it."""
+    lines = make_lines(40, random.Random(11))
+    ledger = ledger_of(lines)
+    ledger[at] = ledger[at]._replace(voucher_no=ledger[at].voucher_no + "\x00")  # still in key order
+    limits = MatchLimits(chunk_records=8)
+    fast = _run(ledger, statement_of(lines), TempFileScratch(), limits)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matcher._Run, "_agreeing", lambda *args: 0)
+        careful = _run(ledger, statement_of(lines), TempFileScratch(), limits)
+    assert fast == careful
+    assert fast[0].matched == 40 and fast[0].matched_by_serial == 1  # found by its serial, as a broken key
+
+
 def _text_statement(lines: list[StatementDetail]) -> bytes:
     rows = [
         f"{x.vt_code}|{x.voucher_no}|{x.x_agent_business_no}|{x.x_pay_date:%Y%m%d}|"
