@@ -93,6 +93,13 @@ class Hub:
         self._boot = os.urandom(3).hex().upper()
         self._dispatching: set[str] = set()
         self._again: set[str] = set()
+        # Banks whose last claim found less than its window could take: nothing else was due then, and anything
+        # enqueued since comes with its own kick (submit, operator, tick). An answer that only frees room in
+        # the window (`kick(refill=True)`) has nothing to claim for them, and skips the store.
+        self._drained: set[str] = set()
+        # Replies written and not yet archived: archived a batch per transaction (one at a time, see _archive_out).
+        self._to_archive: list[service.OutboundFrame] = []
+        self._archiving = False
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
         #: Observers of state changes (the dashboard's live feed, the demo's progress).
@@ -121,6 +128,8 @@ class Hub:
     def stop(self) -> None:
         if self._ticker.running:
             self._ticker.stop()
+        if self._to_archive:  # queued on the store before it stops (it finishes the work it was given)
+            self._flush_archive()
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -392,16 +401,29 @@ class Hub:
         return d.addCallbacks(lambda _: None, unavailable)
 
     def _archive_out(self, session: BankSession, sent: Sent) -> None:
-        d = self.db.run(
-            service.archive_outbound_frame,
-            session.bank_code,
-            session.connection_id,
-            sent.document,
-            self.now(),
-            sent.msg_id,
-            sent.msg_no,
+        """Archive a reply we wrote. Replies written while a batch is being archived wait for it and go together
+        in the next transaction (group commit): one transaction per batch instead of one per reply."""
+        assert session.bank_code is not None
+        self._to_archive.append(
+            service.OutboundFrame(
+                session.bank_code, session.connection_id, sent.document, self.now(), sent.msg_id, sent.msg_no
+            )
         )
-        d.addErrback(lambda f: log.error("could not archive an outbound reply: %s", f.value))
+        if not self._archiving:
+            self._flush_archive()
+
+    def _flush_archive(self) -> None:
+        batch, self._to_archive = self._to_archive, []
+        self._archiving = True
+        d = self.db.run(service.archive_outbound_frames, batch)
+        d.addErrback(lambda f: log.error("could not archive %d outbound replies: %s", len(batch), f.value))
+
+        def next_batch(_: Any) -> None:
+            self._archiving = False
+            if self._to_archive:
+                self._flush_archive()
+
+        d.addBoth(next_batch)
 
     def _request(self, session: BankSession, inbound: Inbound) -> defer.Deferred[None]:
         """A business request (receipt, return, spending, statement): idempotent, one transaction, then reply."""
@@ -414,7 +436,7 @@ class Hub:
             self._archive_out(session, self.send_reply(session, reply, head.msg_id))
             self._outcome(outcome.events)
             if outcome.kick:
-                self.kick(bank)  # type: ignore[arg-type]
+                self.kick(bank, refill=True)  # type: ignore[arg-type]  # a receipt settled a message: room
 
         def unavailable(failure: Any) -> None:
             failure.trap(StoreUnavailable)
@@ -436,7 +458,7 @@ class Hub:
             for live in self.sessions.get(bank, []):
                 live.unanswered.discard(msg_ref)
             self._outcome(outcome.events)
-            self.kick(bank)
+            self.kick(bank, refill=not outcome.kick)  # a 9102 "never received" made a message due again
 
         def unavailable(failure: Any) -> None:
             failure.trap(StoreUnavailable)
@@ -448,8 +470,14 @@ class Hub:
 
     # --- bytes out: the dispatcher ----------------------------------------------------------------------------
 
-    def kick(self, bank: str, resend: bool = False) -> None:
-        """Something for `bank` may be due: run its dispatcher (one run at a time per bank)."""
+    def kick(self, bank: str, resend: bool = False, *, refill: bool = False) -> None:
+        """Something for `bank` may be due: run its dispatcher (one run at a time per bank).
+
+        `refill`: nothing became due, an answer only made room in the in-flight window; skipped when the
+        bank's last claim left nothing behind (see `_drained`).
+        """
+        if refill and not resend and bank in self._drained:
+            return
         if bank in self._dispatching:
             self._again.add(bank)
             return
@@ -458,11 +486,12 @@ class Hub:
             return
         window = sum(max(0, self.config.session.max_in_flight - s.in_flight) for s in sessions)
         self._dispatching.add(bank)
+        self._drained.discard(bank)  # until a claim says otherwise
         if window <= 0:
             d = self._prune_window(bank, sessions)
         else:
             d = self.db.run(service.claim_outbox, bank, self.now(), window, self.node_id, resend)
-            d.addCallback(self._send_claimed, bank)
+            d.addCallback(self._claimed, bank, window)
         d.addErrback(lambda f: log.error("dispatcher for %s failed: %s", bank, f.getTraceback()))
         d.addBoth(self._dispatch_done, bank)
 
@@ -479,6 +508,11 @@ class Hub:
                 self._again.add(bank)
 
         return d.addCallback(prune)
+
+    def _claimed(self, items: list[service.OutboxItem], bank: str, window: int) -> defer.Deferred[None] | None:
+        if len(items) < window:
+            self._drained.add(bank)
+        return self._send_claimed(items, bank)
 
     def _send_claimed(self, items: list[service.OutboxItem], bank: str) -> defer.Deferred[None] | None:
         if not items:

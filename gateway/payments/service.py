@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from banks.dialect import Inbound
@@ -101,6 +101,55 @@ class Refused(Exception):
         self.add_word = add_word[:200]
 
 
+# --- statements of the payment path, built once --------------------------------------------------------------
+# (SQLAlchemy then skips building each construct and its cache key per call: see gateway/store/repo.py)
+
+_VOUCHER_BY_KEY = select(vouchers).where(
+    vouchers.c.adm_div_code == bindparam("p_adm_div_code"),
+    vouchers.c.st_year == bindparam("p_st_year"),
+    vouchers.c.vt_code == bindparam("p_vt_code"),
+    vouchers.c.voucher_no == bindparam("p_voucher_no"),
+)
+_INBOUND_SEEN = select(inbound).where(
+    inbound.c.bank_code == bindparam("p_bank"), inbound.c.msg_id == bindparam("p_msg_id")
+)
+_INBOUND_INSERT = insert(inbound)
+_OUTBOX_INSERT = insert(outbox)
+_OUTBOX_BY_MSG_ID = select(outbox).where(
+    outbox.c.bank_code == bindparam("p_bank"), outbox.c.msg_id == bindparam("p_msg_id")
+)
+_OUTBOX_SETTLE = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("p_id"))
+    .values(
+        state=bindparam("p_state"),
+        acked_at=bindparam("p_at"),
+        result_code=bindparam("p_result"),
+        add_word=bindparam("p_add_word"),
+    )
+)
+_OUTBOX_RECEIPTED = (
+    update(outbox)
+    .where(
+        outbox.c.voucher_id == bindparam("p_voucher_id"),
+        outbox.c.msg_no == bindparam("p_msg_no"),
+        outbox.c.state.in_(("PENDING", "SENT")),
+    )
+    .values(state="ACKED", acked_at=bindparam("p_at"), result_code=OK)
+)
+_OUTBOX_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("p_id"), outbox.c.state.in_(("PENDING", "SENT")))
+    .values(
+        state="SENT",
+        attempts=bindparam("p_attempts"),
+        wire=bindparam("p_wire"),
+        last_sent_at=bindparam("p_at"),
+        next_attempt_at=bindparam("p_next"),
+    )
+)
+
+
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
@@ -133,6 +182,7 @@ def _transition(
         actor=actor,
         detail=detail or {},
         msg_id=msg_id,
+        locked=True,  # update_voucher's UPDATE holds the row lock (and found the row)
     )
     return new
 
@@ -142,18 +192,13 @@ transition = _transition
 
 
 def _voucher_by_key(conn: Connection, key: VoucherKey) -> RowMapping | None:
-    return (
-        conn.execute(
-            select(vouchers).where(
-                vouchers.c.adm_div_code == key.adm_div_code,
-                vouchers.c.st_year == key.st_year,
-                vouchers.c.vt_code == key.vt_code,
-                vouchers.c.voucher_no == key.voucher_no,
-            )
-        )
-        .mappings()
-        .first()
-    )
+    params = {
+        "p_adm_div_code": key.adm_div_code,
+        "p_st_year": key.st_year,
+        "p_vt_code": key.vt_code,
+        "p_voucher_no": key.voucher_no,
+    }
+    return conn.execute(_VOUCHER_BY_KEY, params).mappings().first()
 
 
 def _event(row: RowMapping, state: State | str, **extra: Any) -> tuple[str, dict[str, Any]]:
@@ -191,17 +236,18 @@ def enqueue(
         ensure_ascii=False,
     )
     conn.execute(
-        insert(outbox).values(
-            bank_code=bank,
-            msg_id=msg_id,
-            msg_no=payload.msg_no,
-            voucher_id=voucher_id,
-            document=document,
-            state="PENDING",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        _OUTBOX_INSERT,
+        {
+            "bank_code": bank,
+            "msg_id": msg_id,
+            "msg_no": payload.msg_no,
+            "voucher_id": voucher_id,
+            "document": document,
+            "state": "PENDING",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
     )
     return msg_id
 
@@ -424,14 +470,41 @@ def archive_outbound_frame(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundFrame:
+    """A document we sent, to be archived (see :func:`archive_outbound_frames`)."""
+
+    bank: str
+    connection_id: str | None
+    document: bytes
+    at: datetime
+    msg_id: str | None = None
+    msg_no: str | None = None
+
+
+def archive_outbound_frames(conn: Connection, frames: Sequence[OutboundFrame]) -> None:
+    """Archive several sent documents byte for byte in one statement (`executemany`)."""
+    repo.archive_messages(
+        conn,
+        [
+            {
+                "at": f.at,
+                "direction": "out",
+                "bank_code": f.bank,
+                "raw": f.document,
+                "connection_id": f.connection_id,
+                "msg_id": f.msg_id,
+                "msg_no": f.msg_no,
+            }
+            for f in frames
+        ],
+    )
+
+
 def handle_request(conn: Connection, bank: str, connection_id: str, item: Inbound, now: datetime) -> Outcome:
     """A bank's request (receipt, return, …): idempotent by MsgId, applied and recorded in this transaction."""
     head = item.message.head
-    seen = (
-        conn.execute(select(inbound).where(inbound.c.bank_code == bank, inbound.c.msg_id == head.msg_id))
-        .mappings()
-        .first()
-    )
+    seen = conn.execute(_INBOUND_SEEN, {"p_bank": bank, "p_msg_id": head.msg_id}).mappings().first()
     if seen is not None:
         if seen["content_digest"] == item.content_digest:
             archive_inbound(conn, bank, connection_id, item, now, seen["result"])
@@ -452,16 +525,17 @@ def handle_request(conn: Connection, bank: str, connection_id: str, item: Inboun
         )
         result, add_word = int(ResultCode.REFUSED), exc.add_word
     conn.execute(
-        insert(inbound).values(
-            bank_code=bank,
-            msg_id=head.msg_id,
-            msg_no=head.msg_no,
-            content_digest=item.content_digest,
-            result=result,
-            add_word=add_word,
-            reply_msg_no="9120",
-            received_at=now,
-        )
+        _INBOUND_INSERT,
+        {
+            "bank_code": bank,
+            "msg_id": head.msg_id,
+            "msg_no": head.msg_no,
+            "content_digest": item.content_digest,
+            "result": result,
+            "add_word": add_word,
+            "reply_msg_no": "9120",
+            "received_at": now,
+        },
     )
     archive_inbound(conn, bank, connection_id, item, now, result, voucher_id)
     return Outcome(result, add_word, events, kick)
@@ -541,13 +615,7 @@ def apply_receipt(
     elif receipt.x_pay_amt_fen < row["amount_fen"]:
         _release_quota_of(conn, row, row["amount_fen"] - receipt.x_pay_amt_fen, now)
     # a receipt proves delivery: the voucher's message needs no more resending
-    conn.execute(
-        update(outbox)
-        .where(
-            outbox.c.voucher_id == row["id"], outbox.c.msg_no == row["vt_code"], outbox.c.state.in_(("PENDING", "SENT"))
-        )
-        .values(state="ACKED", acked_at=now, result_code=OK)
-    )
+    conn.execute(_OUTBOX_RECEIPTED, {"p_voucher_id": row["id"], "p_msg_no": row["vt_code"], "p_at": now})
     events = [
         _event(row, new, serial=receipt.x_agent_business_no),
         *_card_results(conn, row, receipt, msg_id, now, actor),
@@ -616,11 +684,7 @@ def handle_bank_reply(conn: Connection, bank: str, connection_id: str, item: Inb
     """A 9120 or 9102 answering one of our messages: settle the outbox row, move the voucher."""
     head, body = item.message.head, item.message.body
     archive_inbound(conn, bank, connection_id, item, now)
-    row = (
-        conn.execute(select(outbox).where(outbox.c.bank_code == bank, outbox.c.msg_id == head.msg_ref))
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_OUTBOX_BY_MSG_ID, {"p_bank": bank, "p_msg_id": head.msg_ref}).mappings().first()
     if row is None:
         return Outcome(OK, events=[("alert", {"bank": bank, "reason": f"reply to unknown MsgId {head.msg_ref!r}"})])
     events: Events = []
@@ -634,9 +698,8 @@ def handle_bank_reply(conn: Connection, bank: str, connection_id: str, item: Inb
             # would leave its voucher ACCEPTED with nothing to send. The resend gets its own answer.
             return Outcome(OK)
         conn.execute(
-            update(outbox)
-            .where(outbox.c.id == row["id"])
-            .values(state=state, acked_at=now, result_code=body.result, add_word=body.add_word)
+            _OUTBOX_SETTLE,
+            {"p_id": row["id"], "p_state": state, "p_at": now, "p_result": body.result, "p_add_word": body.add_word},
         )
         if row["msg_no"] in ("4005", "2507"):  # a statement request or result (gateway/reconcile/link.py)
             from gateway.reconcile import link
@@ -747,15 +810,14 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
     for row in conn.execute(select(outbox).where(outbox.c.id.in_(list(wires)))).mappings().all():
         attempts = row["attempts"] + 1
         updated = conn.execute(
-            update(outbox)
-            .where(outbox.c.id == row["id"], outbox.c.state.in_(("PENDING", "SENT")))
-            .values(
-                state="SENT",
-                attempts=attempts,
-                wire=row["wire"] or wires[row["id"]],
-                last_sent_at=now,
-                next_attempt_at=now + timedelta(seconds=resend_delay_s(settings, attempts)),
-            )
+            _OUTBOX_SENT,
+            {
+                "p_id": row["id"],
+                "p_attempts": attempts,
+                "p_wire": row["wire"] or wires[row["id"]],
+                "p_at": now,
+                "p_next": now + timedelta(seconds=resend_delay_s(settings, attempts)),
+            },
         )
         if updated.rowcount != 1:
             continue  # changed since the claim (a cancel, the deadline, an answer): not sent

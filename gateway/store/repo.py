@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -368,6 +368,9 @@ def _key_condition(key: VoucherKey) -> ColumnElement[bool]:
     )
 
 
+_VOUCHER_INSERTS: dict[str, Any] = {}  # per dialect: INSERT … ON CONFLICT DO NOTHING RETURNING id
+
+
 def insert_voucher(
     conn: Connection,
     voucher: Voucher,
@@ -404,34 +407,36 @@ def insert_voucher(
     if state not in VOUCHER_STATES:
         raise ValueError(f"unknown voucher state {state!r}")
     at = _utc(at)
-    stmt = (
-        _insert(conn, vouchers)
-        .values(
-            adm_div_code=voucher.adm_div_code,
-            st_year=voucher.st_year,
-            vt_code=voucher.vt_code,
-            voucher_no=voucher.voucher_no,
-            bank_code=bank_code,
-            business_type_code=voucher.business_type_code,
-            agency_code=voucher.agency_code,
-            agency_name=voucher.agency_name,
-            payee_acct_no=voucher.payee_acct_no,
-            payee_acct_name=voucher.payee_acct_name,
-            amount_fen=voucher.pay_amt_fen,
-            state=state,
-            document=json.dumps(jsonform.to_json(voucher), ensure_ascii=False, separators=(",", ":")),
-            msg_id=msg_id,
-            returned_fen=0,
-            submitted_by=submitted_by,
-            created_at=at,
-            updated_at=at,
-            deadline_at=_utc_opt(deadline_at),
-            version=1,
+    stmt = _VOUCHER_INSERTS.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _VOUCHER_INSERTS[conn.dialect.name] = (
+            _insert(conn, vouchers)
+            .on_conflict_do_nothing(index_elements=["adm_div_code", "st_year", "vt_code", "voucher_no"])
+            .returning(vouchers.c.id)
         )
-        .on_conflict_do_nothing(index_elements=["adm_div_code", "st_year", "vt_code", "voucher_no"])
-        .returning(vouchers.c.id)
-    )
-    voucher_id = conn.execute(stmt).scalar_one_or_none()
+    params = {
+        "adm_div_code": voucher.adm_div_code,
+        "st_year": voucher.st_year,
+        "vt_code": voucher.vt_code,
+        "voucher_no": voucher.voucher_no,
+        "bank_code": bank_code,
+        "business_type_code": voucher.business_type_code,
+        "agency_code": voucher.agency_code,
+        "agency_name": voucher.agency_name,
+        "payee_acct_no": voucher.payee_acct_no,
+        "payee_acct_name": voucher.payee_acct_name,
+        "amount_fen": voucher.pay_amt_fen,
+        "state": state,
+        "document": json.dumps(jsonform.to_json(voucher), ensure_ascii=False, separators=(",", ":")),
+        "msg_id": msg_id,
+        "returned_fen": 0,
+        "submitted_by": submitted_by,
+        "created_at": at,
+        "updated_at": at,
+        "deadline_at": _utc_opt(deadline_at),
+        "version": 1,
+    }
+    voucher_id = conn.execute(stmt, params).scalar_one_or_none()
     if voucher_id is None:
         existing = conn.execute(select(vouchers.c.id).where(_key_condition(voucher.key))).scalar_one_or_none()
         raise DuplicateVoucher(str(voucher.key), existing)
@@ -445,6 +450,7 @@ def insert_voucher(
         actor=submitted_by,
         detail={"bank": bank_code} if detail is None else detail,
         msg_id=msg_id,
+        locked=True,  # the row was inserted in this transaction
     )
     return int(voucher_id)
 
@@ -455,13 +461,49 @@ def get_voucher(conn: Connection, voucher_id: int) -> VoucherRecord | None:
     return None if row is None else _record(VoucherRecord, row)
 
 
+# Statements of the payment path, built once: SQLAlchemy then skips building the construct and its cache key on
+# every call (memoized on the object) and goes straight to the compiled form in the engine's cache.
+_VOUCHER_BY_ID: Final = select(vouchers).where(vouchers.c.id == bindparam("p_id"))
+_VOUCHER_VERSION: Final = select(vouchers.c.version).where(vouchers.c.id == bindparam("p_id"))
+_VOUCHER_LOCK: Final = select(vouchers.c.id).where(vouchers.c.id == bindparam("p_id")).with_for_update()
+_LAST_HISTORY: Final = (
+    select(voucher_history.c.seq, voucher_history.c.hash)
+    .where(voucher_history.c.voucher_id == bindparam("p_id"))
+    .order_by(voucher_history.c.seq.desc())
+    .limit(1)
+)
+_HISTORY_INSERT: Final = voucher_history.insert().returning(voucher_history.c.id)
+_ARCHIVE_INSERT: Final = archive.insert().returning(archive.c.id)
+_VOUCHER_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _voucher_update(columns: tuple[str, ...]) -> Any:
+    """`UPDATE vouchers SET <columns>, updated_at, version = version + 1 WHERE id = :p_id AND version = :p_version`
+    (parameters `p_<column>`, `p_updated_at`), built once per set of columns."""
+    stmt = _VOUCHER_UPDATES.get(columns)
+    if stmt is None:
+        stmt = (
+            update(vouchers)
+            .where(vouchers.c.id == bindparam("p_id"), vouchers.c.version == bindparam("p_version"))
+            .values(
+                {
+                    **{name: bindparam(f"p_{name}", type_=vouchers.c[name].type) for name in columns},
+                    "updated_at": bindparam("p_updated_at", type_=vouchers.c.updated_at.type),
+                    "version": vouchers.c.version + 1,
+                }
+            )
+        )
+        _VOUCHER_UPDATES[columns] = stmt
+    return stmt
+
+
 def get_voucher_row(conn: Connection, voucher_id: int) -> RowMapping:
     """The voucher with this id as a row mapping (column name → value).
 
     Raises:
         NotFound: no such voucher.
     """
-    row = conn.execute(select(vouchers).where(vouchers.c.id == voucher_id)).mappings().first()
+    row = conn.execute(_VOUCHER_BY_ID, {"p_id": voucher_id}).mappings().first()
     if row is None:
         raise NotFound(f"voucher {voucher_id}")
     return row
@@ -505,13 +547,12 @@ def update_voucher(conn: Connection, voucher_id: int, expected_version: int, at:
     for name in ("sent_at", "deadline_at"):
         if name in changes:
             changes[name] = _utc_opt(changes[name])
-    result = conn.execute(
-        update(vouchers)
-        .where(vouchers.c.id == voucher_id, vouchers.c.version == expected_version)
-        .values(**changes, updated_at=_utc(at), version=vouchers.c.version + 1)
-    )
+    columns = tuple(sorted(changes))
+    params = {f"p_{name}": changes[name] for name in columns}
+    params.update(p_id=voucher_id, p_version=expected_version, p_updated_at=_utc(at))
+    result = conn.execute(_voucher_update(columns), params)
     if result.rowcount != 1:
-        actual = conn.execute(select(vouchers.c.version).where(vouchers.c.id == voucher_id)).scalar_one_or_none()
+        actual = conn.execute(_VOUCHER_VERSION, {"p_id": voucher_id}).scalar_one_or_none()
         if actual is None:
             raise NotFound(f"voucher {voucher_id}")
         raise ConcurrentUpdate("vouchers", voucher_id, expected_version, actual)
@@ -647,11 +688,15 @@ def append_history(
     actor: str,
     detail: Mapping[str, Any],
     msg_id: str | None = None,
+    *,
+    locked: bool = False,
 ) -> HistoryEntry:
     """Append one entry to a voucher's history, chained to the previous one by its hash.
 
     Takes the voucher's row lock first (PostgreSQL), so concurrent appends for one voucher queue up and the
-    chain never forks; on SQLite the transaction is already the only writer.
+    chain never forks; on SQLite the transaction is already the only writer. A caller that has already locked
+    the row in this transaction (an `UPDATE` of it, as :func:`update_voucher` does, which also proved that it
+    exists) passes `locked=True` and saves that statement.
 
     Args:
         conn: a connection in a transaction.
@@ -663,6 +708,7 @@ def append_history(
         actor: who or what caused it: "operator:alice", "bank:ICBC", "system:deadline".
         detail: JSON-able facts about it; stored as canonical JSON text (dates as ISO text).
         msg_id: the MsgId of the message that caused it, if any.
+        locked: the caller holds the voucher's row lock in this transaction (it updated the row).
 
     Returns:
         The entry as stored.
@@ -670,15 +716,9 @@ def append_history(
     Raises:
         NotFound: no such voucher.
     """
-    locked = conn.execute(select(vouchers.c.id).where(vouchers.c.id == voucher_id).with_for_update())
-    if locked.first() is None:
+    if not locked and conn.execute(_VOUCHER_LOCK, {"p_id": voucher_id}).first() is None:
         raise NotFound(f"voucher {voucher_id}")
-    last = conn.execute(
-        select(voucher_history.c.seq, voucher_history.c.hash)
-        .where(voucher_history.c.voucher_id == voucher_id)
-        .order_by(voucher_history.c.seq.desc())
-        .limit(1)
-    ).first()
+    last = conn.execute(_LAST_HISTORY, {"p_id": voucher_id}).first()
     seq, prev_hash = (1, GENESIS_HASH) if last is None else (last.seq + 1, last.hash)
     fields: dict[str, Any] = {
         "voucher_id": voucher_id,
@@ -693,7 +733,7 @@ def append_history(
         "prev_hash": prev_hash,
     }
     fields["hash"] = chain_hash(**fields)
-    entry_id = conn.execute(voucher_history.insert().values(**fields).returning(voucher_history.c.id)).scalar_one()
+    entry_id = conn.execute(_HISTORY_INSERT, fields).scalar_one()
     return HistoryEntry(id=int(entry_id), **fields)
 
 
@@ -1027,24 +1067,53 @@ def archive_message(
     """
     if direction not in ("in", "out"):
         raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
-    stmt = (
-        archive.insert()
-        .values(
-            at=_utc(at),
-            direction=direction,
-            bank_code=bank_code,
-            connection_id=connection_id,
-            msg_id=msg_id,
-            msg_no=msg_no,
-            voucher_id=voucher_id,
-            raw=raw,
-            verified=verified,
-            verify_detail=verify_detail,
-            result_code=result_code,
-        )
-        .returning(archive.c.id)
-    )
-    return int(conn.execute(stmt).scalar_one())
+    params = {
+        "at": _utc(at),
+        "direction": direction,
+        "bank_code": bank_code,
+        "connection_id": connection_id,
+        "msg_id": msg_id,
+        "msg_no": msg_no,
+        "voucher_id": voucher_id,
+        "raw": raw,
+        "verified": verified,
+        "verify_detail": verify_detail,
+        "result_code": result_code,
+    }
+    return int(conn.execute(_ARCHIVE_INSERT, params).scalar_one())
+
+
+_ARCHIVE_COLUMNS = (
+    "at",
+    "direction",
+    "bank_code",
+    "connection_id",
+    "msg_id",
+    "msg_no",
+    "voucher_id",
+    "raw",
+    "verified",
+    "verify_detail",
+    "result_code",
+)
+
+
+def archive_messages(conn: Connection, messages: Sequence[Mapping[str, Any]]) -> None:
+    """Archive several messages in one `executemany`: each a mapping of :func:`archive_message`'s arguments
+    (`at`, `direction`, `bank_code` and `raw` required, the others default to None)."""
+    if not messages:
+        return
+    rows = []
+    for message in messages:
+        unknown = set(message) - set(_ARCHIVE_COLUMNS)
+        if unknown:
+            raise TypeError(f"archive_messages: unknown {', '.join(sorted(unknown))}")
+        if message["direction"] not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', not {message['direction']!r}")
+        row = {name: message.get(name) for name in _ARCHIVE_COLUMNS}
+        row["at"] = _utc(message["at"])
+        rows.append(row)
+    conn.execute(archive.insert(), rows)
 
 
 def get_archived(conn: Connection, archive_id: int) -> ArchiveRecord | None:
