@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from datetime import date
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from reconciliation import bench
-from reconciliation.model import BreakClass
+from reconciliation.model import BreakClass, LedgerEntry, Status
 
 
 def in_process(contender: str, directory: Path) -> dict[str, Any]:
@@ -110,3 +111,18 @@ def test_the_worker_prints_its_measurement(tmp_path: Path, capsys: pytest.Captur
     measured = json.loads(capsys.readouterr().out)
     assert measured["matched"] == 495 and measured["cpu_seconds"] > 0
     assert bench.FileLedger(tmp_path / "ledger.txt").control_totals(bench.BANK, bench.CHECK_DATE) is None
+
+
+def test_the_file_ledger_reads_every_entry_across_blocks_and_refuses_a_torn_file(tmp_path: Path) -> None:
+    rows = [f"450100|2026|5201|V{i:06d}|S{i}|{i + 1}|{i % 3}|622{i}|2026112{3 + i % 2}\n" for i in range(3000)]
+    (tmp_path / "ledger.txt").write_text("".join(rows), encoding="utf-8")  # some 150 KiB: several blocks
+    entries = list(bench.FileLedger(tmp_path / "ledger.txt").entries(bench.BANK, bench.CHECK_DATE))
+    assert len(entries) == 3000
+    assert entries[2999] == LedgerEntry(
+        "450100", 2026, "5201", "V002999", "S2999", 3000, Status.FAILED, "6222999", date(2026, 11, 24)
+    )
+    assert [e.voucher_no for e in entries] == [f"V{i:06d}" for i in range(3000)]
+    for torn in ("".join(rows)[:-1], "".join(rows).replace("|622", "", 1)):
+        (tmp_path / "ledger.txt").write_text(torn, encoding="utf-8")
+        with pytest.raises(ValueError, match=r"last line|9 fields"):
+            list(bench.FileLedger(tmp_path / "ledger.txt").entries(bench.BANK, bench.CHECK_DATE))
