@@ -2,8 +2,10 @@
 
 For each size it writes, once, a ledger file in key order (what the gateway's store yields) and a statement
 in the standard text layout in the bank's serial order (so the matcher must sort it), with a few discrepancies
-of every class injected (:mod:`reconciliation.inject`). Then each contender runs in a fresh process, several
-times, so that its peak memory (`ru_maxrss`) is its own:
+of every class injected (:mod:`reconciliation.inject`); with ``--statement-order key`` the statement comes in
+voucher order instead, as some banks list it. Then each contender runs in a fresh process, so that its peak
+memory is its own, once per round, for several rounds, so that all of them meet the same conditions of the
+machine:
 
 * **ours**: :func:`reconciliation.readers.read_text` and :func:`reconciliation.matcher.reconcile`, the ledger
   streamed from its file (:class:`FileLedger`, standing in for a database cursor), the statement staged in
@@ -11,14 +13,16 @@ times, so that its peak memory (`ru_maxrss`) is its own:
 * **pandas**: what a user would otherwise reach for: `read_csv` both files, an outer `merge` on the voucher,
   and comparing the columns.
 
-Reported per size and contender: the median wall time (and the range), CPU time, the peak resident memory and
-its growth over the process's size before the work began, and the breaks found. pandas is optional (the
+Reported per size and contender: the median wall time (and the range), CPU time, the median over the rounds
+of its CPU time divided by pandas's in the same round, the peak resident memory and its growth over the
+process's size before the work began, and the breaks found. pandas is optional (the
 project's `bench` extra); without it the reference is skipped with a message.
 
 This module reads the clock and starts processes, so it is the one module of `reconciliation/` outside the
 purity rule (tests/reconciliation/test_purity.py); nothing imports it.
 
-Usage: ``python -m reconciliation.bench [--sizes 100000,1000000] [--repeat 3] [--json FILE]``.
+Usage: ``python -m reconciliation.bench [--sizes 100000,1000000] [--repeat 3] [--statement-order serial|key]
+[--json FILE]``.
 """
 
 from __future__ import annotations
@@ -127,7 +131,13 @@ class FileLedger:
 
 
 def generate(
-    directory: Path, lines: int, *, seed: int, per_class: int, formats: Sequence[str] = ("text",)
+    directory: Path,
+    lines: int,
+    *,
+    seed: int,
+    per_class: int,
+    formats: Sequence[str] = ("text",),
+    key_order: bool = False,
 ) -> dict[str, Any]:
     """Write `ledger.txt` (key order) and `statement.txt` (serial order, spoilt) for `lines` vouchers.
 
@@ -177,6 +187,8 @@ def generate(
         for x in spoilt
     ]
     rng.shuffle(statement)  # the bank lists by serial, which follows no voucher order
+    if key_order:  # ... unless it lists by voucher (`--statement-order key`)
+        statement.sort(key=lambda line: line.split("|", 2)[:2])
     total_fen = sum(_fen(x) for x in statement) + injected.summary_delta.amount_fen
     ledger.sort()  # by VtCode NUL VoucherNo: the key order of the port
     directory.mkdir(parents=True, exist_ok=True)
@@ -369,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (`tgw bench reconcile`); print a table, optionally write the figures as JSON."""
     parser = argparse.ArgumentParser(prog="tgw bench reconcile", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="statement lines, comma-separated")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per size and contender (the median is shown)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds per size, each contender once a round (medians shown)"
+    )
     parser.add_argument("--per-class", type=int, default=None, help="discrepancies per class (default: size/10,000)")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--workdir", default=None, help="where the data files go (default: a temporary directory)")
@@ -377,6 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas reference")
     parser.add_argument(
         "--formats", default="text", help="statement formats ours reads, comma-separated: text, 4006, camt053"
+    )
+    parser.add_argument(
+        "--statement-order",
+        choices=("serial", "key"),
+        default="serial",
+        help="the statement's lines in the bank's serial order (the matcher sorts them) or already in voucher order",
     )
     parser.add_argument("--worker", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -390,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown statement formats: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tgw-bench-reconcile-", dir=args.workdir) as scratch:
         figures = [_one_size(Path(scratch) / str(size), size, formats, args) for size in sizes]
-    print(_table(figures))
+    print(_table(figures, args.statement_order))
     if any(f.get("pandas", {}).get("error") == PANDAS_MISSING for f in figures):
         print(f"\n{PANDAS_MISSING}.")
     if args.json:
@@ -400,7 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_size(directory: Path, size: int, formats: list[str], args: argparse.Namespace) -> dict[str, Any]:
     per_class = args.per_class if args.per_class is not None else max(1, size // 10_000)
-    injected = generate(directory, size, seed=args.seed, per_class=per_class, formats=formats)
+    injected = generate(
+        directory, size, seed=args.seed, per_class=per_class, formats=formats, key_order=args.statement_order == "key"
+    )
     figures: dict[str, Any] = {
         "lines": size,
         "injected": injected,
@@ -408,8 +430,10 @@ def _one_size(directory: Path, size: int, formats: list[str], args: argparse.Nam
         "cpus": os.cpu_count(),
     }
     contenders = [_CONTENDER_OF[f] for f in formats] + ([] if args.no_pandas else ["pandas"])
+    # Round by round, each contender once a round, so that all of them meet the same conditions of the machine.
+    rounds = [{contender: spawn(contender, directory) for contender in contenders} for _ in range(max(1, args.repeat))]
     for contender in contenders:
-        runs = [spawn(contender, directory) for _ in range(max(1, args.repeat))]
+        runs = [r[contender] for r in rounds]
         failed = next((r for r in runs if "error" in r), None)
         if failed is not None:
             figures[contender] = failed
@@ -426,13 +450,24 @@ def _one_size(directory: Path, size: int, formats: list[str], args: argparse.Nam
             "breaks": runs[0]["breaks"],
             "runs": len(runs),
         }
+    if "error" not in figures.get("pandas", {"error": ""}):
+        for contender in contenders[:-1]:
+            if "error" not in figures[contender]:
+                # Each round's own ratio (the same conditions), then the median over the rounds.
+                figures[contender]["cpu_ratio_to_pandas"] = statistics.median(
+                    r[contender]["cpu_seconds"] / r["pandas"]["cpu_seconds"] for r in rounds
+                )
+                figures[contender]["wall_ratio_to_pandas"] = statistics.median(
+                    r[contender]["seconds"] / r["pandas"]["seconds"] for r in rounds
+                )
     return figures
 
 
-def _table(figures: list[dict[str, Any]]) -> str:
+def _table(figures: list[dict[str, Any]], order: str = "serial") -> str:
     rows = [
-        "reconcile: statement in serial order (ours-4006, ours-camt053: the same in XML); ledger streamed in key order",
-        f"{'lines':>10}  {'contender':<12} {'median s':>9} {'range s':>13} {'cpu s':>7} {'lines/s':>10} "
+        f"reconcile: statement in {order} order (ours-4006, ours-camt053: the same in XML); ledger streamed in key "
+        "order; ÷pandas: the median over the rounds of each round's CPU time over pandas's",
+        f"{'lines':>10}  {'contender':<12} {'median s':>9} {'range s':>13} {'cpu s':>7} {'÷pandas':>8} {'lines/s':>10} "
         f"{'peak RSS MiB':>13} {'growth MiB':>11}  breaks",
     ]
     for f in figures:
@@ -444,9 +479,10 @@ def _table(figures: list[dict[str, Any]]) -> str:
                 rows.append(f"{f['lines']:>10,}  {contender:<12} {m['error']}")
                 continue
             breaks = sum(m["breaks"].values())
+            ratio = f"{m['cpu_ratio_to_pandas']:.2f}" if "cpu_ratio_to_pandas" in m else ""
             rows.append(
                 f"{f['lines']:>10,}  {contender:<12} {m['seconds_median']:>9.2f} "
-                f"{m['seconds_min']:>6.2f}–{m['seconds_max']:<6.2f} {m['cpu_seconds_median']:>7.2f} "
+                f"{m['seconds_min']:>6.2f}–{m['seconds_max']:<6.2f} {m['cpu_seconds_median']:>7.2f} {ratio:>8} "
                 f"{f['lines'] / m['seconds_median']:>10,.0f} {m['peak_rss_mib']:>13.1f} {m['rss_growth_mib']:>11.1f}  "
                 f"{breaks:,}"
             )

@@ -31,6 +31,8 @@ def test_the_benchmark_runs_in_processes_of_its_own(tmp_path: Path, capsys: pyte
     assert figures["lines"] == 2000 and ours["runs"] == 2 and ours["breaks"] == figures["injected"]
     assert ours["matched"] == 2000 - 5 and ours["seconds_min"] <= ours["seconds_median"] <= ours["seconds_max"]
     assert 0 < ours["peak_rss_mib"] < 500 and "pandas" in figures
+    if "error" not in figures["pandas"]:  # each round's ratio to pandas, then their median
+        assert ours["cpu_ratio_to_pandas"] > 0 and ours["wall_ratio_to_pandas"] > 0
     assert list(tmp_path.iterdir()) == [figures_file]  # the data went in a temporary directory, now gone
 
 
@@ -92,7 +94,18 @@ def test_in_process_runs_and_options(
     monkeypatch.setattr(bench, "spawn", in_process)
     assert bench.main(["--sizes", "1000", "--repeat", "1", "--no-pandas", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "ours" in out and "pandas" not in out.split("injected")[0].split("contender")[1]
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("     1,000")] == ["ours"]
+
+
+def test_a_statement_in_voucher_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    injected = bench.generate(tmp_path, 1200, seed=3, per_class=2, key_order=True)
+    header, *lines = (tmp_path / "statement.txt").read_text(encoding="utf-8").splitlines()
+    keys = [line.split("|")[:2] for line in lines]
+    assert keys == sorted(keys) and len(lines) == int(header.split("|")[2]) > 1000
+    measured = bench.run_ours(tmp_path)
+    assert measured["breaks"] == injected
+    assert bench.main(["--sizes", "600", "--repeat", "1", "--statement-order", "key", "--no-pandas"]) == 0
+    assert "statement in key order" in capsys.readouterr().out
 
 
 def test_a_failing_contender_is_reported(
