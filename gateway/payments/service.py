@@ -148,6 +148,29 @@ _OUTBOX_SENT = (
         next_attempt_at=bindparam("p_next"),
     )
 )
+_OUTBOX_BY_IDS = select(outbox).where(outbox.c.id.in_(bindparam("p_ids", expanding=True)))
+_OUTBOX_CLAIMED = (
+    update(outbox).where(outbox.c.id.in_(bindparam("p_ids", expanding=True))).values(claimed_by=bindparam("p_node"))
+)
+_OUTBOX_CLAIMS: dict[tuple[bool, bool], Any] = {}
+
+
+def _claim_query(resend: bool, lock: bool) -> Any:
+    """Due outbox rows of a bank, oldest first (parameters p_bank, p_now, p_limit), built once per variant."""
+    stmt = _OUTBOX_CLAIMS.get((resend, lock))
+    if stmt is None:
+        due = and_(outbox.c.state.in_(("PENDING", "SENT")), outbox.c.next_attempt_at <= bindparam("p_now"))
+        condition = or_(due, outbox.c.state == "SENT") if resend else due
+        stmt = (
+            select(outbox)
+            .where(outbox.c.bank_code == bindparam("p_bank"), condition)
+            .order_by(outbox.c.id)
+            .limit(bindparam("p_limit"))
+        )
+        if lock:
+            stmt = stmt.with_for_update(skip_locked=True)
+        _OUTBOX_CLAIMS[(resend, lock)] = stmt
+    return stmt
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -779,14 +802,10 @@ def claim_outbox(
 ) -> list[OutboxItem]:
     """Outbound messages due for `bank`: new ones, unacknowledged ones past their backoff, and on a fresh
     sign-on (`resend`) every unacknowledged one, oldest first, with their MsgId and first bytes kept."""
-    due = and_(outbox.c.state.in_(("PENDING", "SENT")), outbox.c.next_attempt_at <= now)
-    condition = or_(due, outbox.c.state == "SENT") if resend else due
-    query = select(outbox).where(outbox.c.bank_code == bank, condition).order_by(outbox.c.id).limit(limit)
-    if not is_sqlite(conn):
-        query = query.with_for_update(skip_locked=True)
-    rows = conn.execute(query).mappings().all()
+    query = _claim_query(resend, lock=not is_sqlite(conn))
+    rows = conn.execute(query, {"p_bank": bank, "p_now": now, "p_limit": limit}).mappings().all()
     if rows:
-        conn.execute(update(outbox).where(outbox.c.id.in_([r["id"] for r in rows])).values(claimed_by=node_id))
+        conn.execute(_OUTBOX_CLAIMED, {"p_ids": [r["id"] for r in rows], "p_node": node_id})
     return [OutboxItem(r["id"], r["msg_id"], _outbox_message(r["document"]), r["wire"]) for r in rows]
 
 
@@ -807,7 +826,7 @@ def mark_sent(conn: Connection, bank: str, wires: dict[int, bytes], now: datetim
     """
     events: Events = []
     marked: set[int] = set()
-    for row in conn.execute(select(outbox).where(outbox.c.id.in_(list(wires)))).mappings().all():
+    for row in conn.execute(_OUTBOX_BY_IDS, {"p_ids": list(wires)}).mappings().all():
         attempts = row["attempts"] + 1
         updated = conn.execute(
             _OUTBOX_SENT,

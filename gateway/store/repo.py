@@ -1186,6 +1186,21 @@ def grant_quota(
     return _record(QuotaRecord, row)
 
 
+_USE_QUOTA: Final = (
+    update(quotas)
+    .where(
+        quotas.c.adm_div_code == bindparam("p_adm_div_code"),
+        quotas.c.st_year == bindparam("p_st_year"),
+        quotas.c.agency_code == bindparam("p_agency_code"),
+        quotas.c.granted_fen - quotas.c.used_fen >= bindparam("p_amount", type_=quotas.c.used_fen.type),
+    )
+    .values(
+        used_fen=quotas.c.used_fen + bindparam("p_amount", type_=quotas.c.used_fen.type),
+        updated_at=bindparam("p_at", type_=quotas.c.updated_at.type),
+    )
+)
+
+
 def use_quota(
     conn: Connection, adm_div_code: str, st_year: int, agency_code: str, amount_fen: int, at: datetime
 ) -> None:
@@ -1196,14 +1211,14 @@ def use_quota(
         ValueError: `amount_fen` is not positive.
     """
     _positive(amount_fen)
-    result = conn.execute(
-        update(quotas)
-        .where(
-            _quota_key(adm_div_code, st_year, agency_code),
-            quotas.c.granted_fen - quotas.c.used_fen >= amount_fen,
-        )
-        .values(used_fen=quotas.c.used_fen + amount_fen, updated_at=_utc(at))
-    )
+    params = {
+        "p_adm_div_code": adm_div_code,
+        "p_st_year": st_year,
+        "p_agency_code": agency_code,
+        "p_amount": amount_fen,
+        "p_at": _utc(at),
+    }
+    result = conn.execute(_USE_QUOTA, params)
     if result.rowcount != 1:
         quota = get_quota(conn, adm_div_code, st_year, agency_code)
         available = 0 if quota is None else quota.available_fen
