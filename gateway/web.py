@@ -27,13 +27,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from gateway.apiutil import actor_of, query_arg
 from gateway.cards import web as cards_web
 from gateway.payments import queries, service
 from gateway.reconcile import web as reconcile_web
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 #: `X-Actor`, who submits (recorded as `api:<actor>` in the history, a 64-character column).
-ACTOR = re.compile(r"[A-Za-z0-9_.@-]{1,48}")
 
 
 class BodyTooLarge(ValueError):
@@ -116,18 +115,10 @@ class Api(Resource):
         return data
 
     def _actor(self, request: Request) -> str:
-        """`api:` and the `X-Actor` header (default `finance`); one that is not a short plain name is refused."""
-        header = request.getHeader(b"x-actor")
-        if header is None:
-            return "api:finance"
-        actor = header.decode("latin-1")
-        if not ACTOR.fullmatch(actor):
-            raise ValueError(f"X-Actor must be 1-48 of A-Z a-z 0-9 _ . @ -, not {actor[:60]!r}")
-        return f"api:{actor}"
+        return actor_of(request)
 
     def _arg(self, request: Request, name: str) -> str | None:
-        values = request.args.get(name.encode()) if request.args else None
-        return values[0].decode("utf-8") if values else None
+        return query_arg(request, name)
 
     @defer.inlineCallbacks
     def _route(self, request: Request, method: str, path: list[str]) -> Any:

@@ -17,12 +17,12 @@ else (a ValidationError 400 with every problem, ValueError 400, Refused 409). Ca
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet import defer
 
+from gateway.apiutil import json_object, query_arg
 from gateway.cards import queries, runtime
 from gateway.cards.service import Ref
 from gateway.store.tables import ACTOR_LEN
@@ -34,8 +34,7 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 
 
 def _arg(request: Any, name: str) -> str | None:
-    values = request.args.get(name.encode()) if request.args else None
-    return values[0].decode("utf-8") if values else None
+    return query_arg(request, name)
 
 
 def _int(request: Any, name: str, default: int) -> int:
@@ -44,13 +43,7 @@ def _int(request: Any, name: str, default: int) -> int:
 
 
 def _body(request: Any) -> dict[str, Any]:
-    data = request.content.read(MAX_BODY_BYTES + 1) if request.content is not None else b""
-    if len(data) > MAX_BODY_BYTES:
-        raise ValueError(f"request body over {MAX_BODY_BYTES} bytes")
-    body = json.loads(data or b"{}")
-    if not isinstance(body, dict):
-        raise ValueError("the request body is a JSON object")
-    return body
+    return json_object(request, MAX_BODY_BYTES)
 
 
 def _refs(body: dict[str, Any]) -> list[Ref]:

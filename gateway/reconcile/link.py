@@ -56,6 +56,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IDelayedCall
 
+from gateway.apiutil import actor_of, json_object, query_arg
 from gateway.payments import service
 from gateway.store.db import is_sqlite, transaction
 from gateway.store.tables import outbox, recon_breaks, recon_matches, recon_pages, recon_requests, recon_runs
@@ -697,20 +698,11 @@ def _with_reports(hub: Hub, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _arg(request: Any, name: str) -> str | None:
-    values = request.args.get(name.encode()) if request.args else None
-    return values[0].decode("utf-8") if values else None
+    return query_arg(request, name)
 
 
 def _actor(request: Any) -> str:
-    from gateway.web import ACTOR
-
-    header = request.getHeader(b"x-actor")
-    if header is None:
-        return "api:finance"
-    actor = header.decode("latin-1")
-    if not ACTOR.fullmatch(actor):
-        raise ValueError(f"X-Actor must be 1-48 of A-Z a-z 0-9 _ . @ -, not {actor[:60]!r}")
-    return f"api:{actor}"
+    return actor_of(request)
 
 
 @defer.inlineCallbacks
@@ -727,12 +719,7 @@ def route(hub: Hub, request: Any, method: str, path: list[str]) -> Generator[Any
     if path[:1] == ["requests"]:
         path = path[1:]
     if not path and method == "POST":
-        data = request.content.read(64 * 1024 + 1) if request.content is not None else b""
-        if len(data) > 64 * 1024:
-            raise ValueError("request body over 64 KiB")
-        body = json.loads(data or b"{}")
-        if not isinstance(body, dict):
-            raise ValueError('the request body is a JSON object: {"bank": …, "date": …, "wait": …}')
+        body = json_object(request, 64 * 1024)  # {"bank": …, "date": …, "wait": …}
         bank, check_date, wait = body.get("bank"), parse_check_date(body.get("date")), body.get("wait", False)
         if not isinstance(bank, str) or bank not in hub.config.banks:
             raise ValueError(f'"bank" is one of {", ".join(hub.config.banks)}, not {bank!r}')

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 from collections.abc import Callable, Generator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection
 from twisted.internet import defer
 
+from gateway.apiutil import actor_of, json_object, query_arg
 from gateway.reconcile import resolution
 from gateway.reconcile.provider import REPORT_TYPES, StoreReconciliation
 from gateway.reconcile.resolution import NotFound, Refused
@@ -53,8 +53,7 @@ Answer = tuple[int, Any, bytes]
 
 
 def _arg(request: Any, name: str) -> str | None:
-    values = request.args.get(name.encode()) if request.args else None
-    return values[0].decode("utf-8") if values else None
+    return query_arg(request, name)
 
 
 def _int_arg(request: Any, name: str, default: int | None) -> int | None:
@@ -83,16 +82,7 @@ def _date_arg(request: Any, name: str) -> date | None:
 
 
 def _body(request: Any) -> dict[str, Any]:
-    data = request.content.read(MAX_BODY_BYTES + 1) if request.content is not None else b""
-    if len(data) > MAX_BODY_BYTES:
-        raise ValueError(f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(data or b"{}")
-    except ValueError as exc:
-        raise ValueError(f"the request body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError("the request body is a JSON object")
-    return body
+    return json_object(request, MAX_BODY_BYTES)
 
 
 def _field(body: dict[str, Any], name: str, *, required: bool) -> str:
@@ -105,15 +95,7 @@ def _field(body: dict[str, Any], name: str, *, required: bool) -> str:
 
 
 def _actor(request: Any) -> str:
-    from gateway.web import ACTOR  # the submissions' rule (imported here: gateway.web imports this module)
-
-    header = request.getHeader(b"x-actor")
-    if header is None:
-        return "api:finance"
-    actor = header.decode("latin-1")
-    if not ACTOR.fullmatch(actor):
-        raise ValueError(f"X-Actor must be 1-48 of A-Z a-z 0-9 _ . @ -, not {actor[:60]!r}")
-    return f"api:{actor}"
+    return actor_of(request)
 
 
 def _id(text: str) -> int | None:
