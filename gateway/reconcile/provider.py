@@ -331,15 +331,10 @@ def _voucher_keys(conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> dict[i
     keys: dict[int, str] = {}
     wanted: dict[tuple[str, str, str], list[int]] = {}
     for row in rows:
-        side = json.loads(row["ledger_side"]) if row["ledger_side"] else None
-        if side is not None:
-            try:
-                key = VoucherKey.parse(side["ref"])
-            except (KeyError, ValueError):
-                key = None
-            if key is not None and (key.vt_code, key.voucher_no) == (row["vt_code"], row["voucher_no"]):
-                keys[row["id"]] = str(key)
-                continue
+        key = resolution.ledger_key(row)
+        if key is not None:
+            keys[row["id"]] = str(key)
+            continue
         if row["voucher_no"] and row["break_class"] != BreakClass.SUMMARY_MISMATCH.value:
             wanted.setdefault((row["bank_code"], row["vt_code"], row["voucher_no"]), []).append(row["id"])
     by_bank: dict[str, set[str]] = {}
@@ -350,12 +345,14 @@ def _voucher_keys(conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> dict[i
         found: dict[tuple[str, str], list[VoucherKey]] = {}
         chunk = sorted(numbers)
         for start in range(0, len(chunk), 500):
-            for adm, year, vt, number in conn.execute(
-                select(v.adm_div_code, v.st_year, v.vt_code, v.voucher_no).where(
-                    v.bank_code == bank, v.voucher_no.in_(chunk[start : start + 500])
+            # By voucher number alone, so that the voucher_no index is used (see StoreSink.reconciled).
+            for holder, adm, year, vt, number in conn.execute(
+                select(v.bank_code, v.adm_div_code, v.st_year, v.vt_code, v.voucher_no).where(
+                    v.voucher_no.in_(chunk[start : start + 500])
                 )
             ):
-                found.setdefault((vt, number), []).append(VoucherKey(adm, year, vt, number))
+                if holder == bank:
+                    found.setdefault((vt, number), []).append(VoucherKey(adm, year, vt, number))
         for (vt, number), matches in found.items():
             if len(matches) == 1:
                 for break_id in wanted.get((bank, vt, number), []):

@@ -377,17 +377,24 @@ def _key(voucher: Mapping[Any, Any]) -> VoucherKey:
     return VoucherKey(voucher["adm_div_code"], voucher["st_year"], voucher["vt_code"], voucher["voucher_no"])
 
 
+def ledger_key(row: Mapping[Any, Any]) -> VoucherKey | None:
+    """The full key the break's ledger side names, when it is the break's own voucher (no database needed)."""
+    side = json.loads(row["ledger_side"]) if row["ledger_side"] else None
+    if side is None:
+        return None
+    try:
+        key = VoucherKey.parse(side["ref"])
+    except (KeyError, ValueError):
+        return None
+    return key if (key.vt_code, key.voucher_no) == (row["vt_code"], row["voucher_no"]) else None
+
+
 def voucher_key_of(conn: Connection, row: Mapping[Any, Any]) -> VoucherKey | None:
     """The full key of the gateway's voucher a break is about, or None (a summary, a return notice, a voucher
     the gateway does not hold, or a number held under several keys)."""
-    side = json.loads(row["ledger_side"]) if row["ledger_side"] else None
-    if side is not None:
-        try:
-            key = VoucherKey.parse(side["ref"])
-        except (KeyError, ValueError):
-            key = None
-        if key is not None and key.vt_code == row["vt_code"] and key.voucher_no == row["voucher_no"]:
-            return key
+    key = ledger_key(row)
+    if key is not None:
+        return key
     if not row["voucher_no"]:
         return None
     v = vouchers.c
